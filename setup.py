@@ -1,0 +1,34 @@
+"""ament_python package definition of viam_session."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'viam_session'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('config/*.yaml')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='viam_session maintainers',
+    maintainer_email='maintainers@viam-session.dev',
+    description='Session safety for ROS 2 robots: expired client sessions power off actuators.',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'session_manager = viam_session.sessions.manager_node:main',
+            'dc_motor_driver = viam_session.drivers.dc_motor:main',
+            'session_client = viam_session.client.cli:main',
+            'demo = viam_session.demo:main',
+        ],
+    },
+)

@@ -1,0 +1,65 @@
+"""Run a node until SIGINT/SIGTERM, with a last step that still has ROS to talk to."""
+
+import signal
+import sys
+import threading
+from typing import Callable, List, Optional
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+__all__ = ['init_without_signal_handlers', 'spin_until_signal']
+
+
+def init_without_signal_handlers(args: Optional[List[str]] = None) -> None:
+    """rclpy.init, leaving SIGINT/SIGTERM to spin_until_signal so ROS outlives the signal."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+
+def spin_until_signal(node: Node, *, before_shutdown: Callable[[], None]) -> int:
+    """
+    Spin `node` in a thread until SIGINT or SIGTERM (or an exception in a callback).
+
+    `before_shutdown` then runs while the executor still spins, so it can call services and
+    publish (stop actuators, tell clients); afterwards the node and rclpy are shut down.
+    Returns a process exit code: 0 after a signal, 1 after an exception in a callback.
+    """
+    stop = threading.Event()
+    failure: List[BaseException] = []
+    previous_handlers = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)}
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+        except BaseException as error:  # noqa: B902 - reported below, then the node stops safe
+            failure.append(error)
+        finally:
+            stop.set()
+
+    spinner = threading.Thread(target=spin, name=f'{node.get_name()}_executor', daemon=True)
+    spinner.start()
+    try:
+        while not stop.wait(1.0):  # a timed wait lets the main thread run signal handlers
+            pass
+    finally:
+        try:
+            before_shutdown()
+        finally:
+            executor.shutdown(timeout_sec=1.0)
+            spinner.join(timeout=2.0)
+            node.destroy_node()
+            rclpy.try_shutdown()
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
+    if failure:
+        print(f'{node.get_name()}: stopped after an error: {failure[0]!r}', file=sys.stderr)
+        return 1
+    return 0

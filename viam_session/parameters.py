@@ -1,0 +1,44 @@
+"""Helpers to declare node parameters with descriptors (type, description, ranges)."""
+
+from typing import Optional
+
+from rcl_interfaces.msg import (
+    FloatingPointRange, IntegerRange, ParameterDescriptor)
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+__all__ = ['declare_float', 'declare_int', 'declare_string', 'declare_string_array']
+
+
+def declare_float(node: Node, name: str, default: float, description: str, *,
+                  low: float, high: float) -> float:
+    """Declare a float parameter limited to [low, high] and return its value."""
+    descriptor = ParameterDescriptor(
+        description=description,
+        floating_point_range=[FloatingPointRange(from_value=low, to_value=high, step=0.0)])
+    return node.declare_parameter(name, float(default), descriptor).value
+
+
+def declare_int(node: Node, name: str, default: int, description: str, *,
+                low: int, high: int) -> int:
+    """Declare an integer parameter limited to [low, high] and return its value."""
+    descriptor = ParameterDescriptor(
+        description=description,
+        integer_range=[IntegerRange(from_value=low, to_value=high, step=1)])
+    return node.declare_parameter(name, int(default), descriptor).value
+
+
+def declare_string(node: Node, name: str, default: str, description: str,
+                   *, choices: Optional[tuple] = None) -> str:
+    """Declare a string parameter; with `choices`, other values raise ValueError."""
+    text = description if choices is None else f'{description} One of: {", ".join(choices)}.'
+    value = node.declare_parameter(name, default, ParameterDescriptor(description=text)).value
+    if choices is not None and value not in choices:
+        raise ValueError(f'parameter {name!r} must be one of {choices}, got {value!r}')
+    return value
+
+
+def declare_string_array(node: Node, name: str, description: str) -> list:
+    """Declare a string-array parameter that defaults to empty."""
+    descriptor = ParameterDescriptor(description=description)
+    return list(node.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor).value or [])

@@ -1,0 +1,171 @@
+"""
+The session table: sessions, heartbeat deadlines and actuator ownership, without ROS.
+
+Time comes from an injected clock (seconds, monotonic), so tests drive it by hand. The table
+only decides; the node that wraps it stops the actuators, outside any lock, in parallel.
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+import math
+import secrets
+from typing import Callable, Dict, List, Optional, Set
+
+__all__ = ['Session', 'SessionError', 'SessionLimits', 'SessionTable', 'StoppedSession']
+
+# How many ended or expired ids the table remembers, to say "expired" rather than "unknown".
+REMEMBERED_ENDED_IDS = 4096
+
+
+class SessionError(ValueError):
+    """A request the table refuses; the message says why, for the client."""
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Window bounds and capacity; defaults are those of Viam's robot server."""
+
+    default_window_s: float = 2.0
+    min_window_s: float = 0.03
+    max_window_s: float = 60.0
+    max_sessions: int = 1024
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.min_window_s <= self.default_window_s <= self.max_window_s):
+            raise ValueError(
+                'window bounds must satisfy 0 < min <= default <= max, got '
+                f'min {self.min_window_s}, default {self.default_window_s}, '
+                f'max {self.max_window_s}')
+        if self.max_sessions < 1:
+            raise ValueError(f'max_sessions must be at least 1, got {self.max_sessions}')
+
+
+@dataclass
+class Session:
+    """A live session: who, how long between heartbeats, and when it expires."""
+
+    session_id: str
+    client: str
+    window_s: float
+    started: float
+    last_heartbeat: float
+    owned: Set[str] = field(default_factory=set)
+
+    @property
+    def deadline(self) -> float:
+        return self.last_heartbeat + self.window_s
+
+
+@dataclass(frozen=True)
+class StoppedSession:
+    """A session that expired or ended, with the actuators it owned at that moment."""
+
+    session: Session
+    owned: List[str]
+    reason: str
+
+
+class SessionTable:
+    """Sessions by id, their deadlines, and which session owns each actuator."""
+
+    def __init__(self, *, clock: Callable[[], float], limits: SessionLimits = SessionLimits()):
+        self._clock = clock
+        self._limits = limits
+        self._sessions: Dict[str, Session] = {}
+        self._owner_of: Dict[str, str] = {}
+        self._ended: 'OrderedDict[str, str]' = OrderedDict()
+
+    @property
+    def limits(self) -> SessionLimits:
+        return self._limits
+
+    def start(self, client: str, requested_window_s: float = 0.0,
+              resume_session_id: str = '') -> Session:
+        """Open a session (or resume a live one of the same client); raise SessionError."""
+        if resume_session_id:
+            session = self._find(resume_session_id, 'resume')
+            if session.client != client:
+                raise SessionError(
+                    f'cannot resume session {resume_session_id}: it belongs to another client')
+            session.last_heartbeat = self._clock()
+            return session
+        window_s = self._window(requested_window_s)
+        if len(self._sessions) >= self._limits.max_sessions:
+            raise SessionError(
+                f'too many sessions: the robot allows at most {self._limits.max_sessions}')
+        now = self._clock()
+        session_id = secrets.token_hex(16)  # 128 random bits
+        session = Session(session_id=session_id, client=client, window_s=window_s,
+                          started=now, last_heartbeat=now)
+        self._sessions[session_id] = session
+        return session
+
+    def heartbeat(self, session_id: str) -> Session:
+        """Push the session's deadline one window forward; raise SessionError."""
+        session = self._find(session_id, 'heartbeat')
+        session.last_heartbeat = self._clock()
+        return session
+
+    def claim(self, session_id: str, resource: str) -> Optional[str]:
+        """Make the session the owner of `resource`; return the previous owner's id, if any."""
+        session = self._find(session_id, 'command')
+        previous = self._owner_of.get(resource)
+        if previous is not None and previous != session_id:
+            self._sessions[previous].owned.discard(resource)
+        self._owner_of[resource] = session_id
+        session.owned.add(resource)
+        return previous if previous != session_id else None
+
+    def end(self, session_id: str) -> StoppedSession:
+        """End the session now; raise SessionError if it is not live."""
+        self._find(session_id, 'end')
+        return self._remove(session_id, 'ended by its client')
+
+    def expire_due(self) -> List[StoppedSession]:
+        """Remove and return every session whose deadline has passed."""
+        now = self._clock()
+        due = [sid for sid, session in self._sessions.items() if session.deadline <= now]
+        return [self._remove(sid, 'expired: no heartbeat for a full window') for sid in due]
+
+    def next_deadline(self) -> Optional[float]:
+        """The earliest deadline of any live session, or None."""
+        return min((s.deadline for s in self._sessions.values()), default=None)
+
+    def live(self) -> List[Session]:
+        return list(self._sessions.values())
+
+    def get(self, session_id: str) -> Optional[Session]:
+        return self._sessions.get(session_id)
+
+    def owner_of(self, resource: str) -> Optional[str]:
+        return self._owner_of.get(resource)
+
+    def _window(self, requested_window_s: float) -> float:
+        limits = self._limits
+        if requested_window_s == 0.0:
+            return limits.default_window_s
+        if not math.isfinite(requested_window_s) or not (
+                limits.min_window_s <= requested_window_s <= limits.max_window_s):
+            raise SessionError(
+                f'requested window {requested_window_s} s is outside the robot\'s bounds '
+                f'[{limits.min_window_s}, {limits.max_window_s}] s')
+        return requested_window_s
+
+    def _find(self, session_id: str, action: str) -> Session:
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return session
+        if session_id in self._ended:
+            raise SessionError(
+                f'{action} refused: session {session_id} is over, {self._ended[session_id]}')
+        raise SessionError(f'{action} refused: unknown session id {session_id!r}')
+
+    def _remove(self, session_id: str, reason: str) -> StoppedSession:
+        session = self._sessions.pop(session_id)
+        owned = sorted(session.owned)
+        for resource in owned:
+            del self._owner_of[resource]
+        self._ended[session_id] = reason
+        while len(self._ended) > REMEMBERED_ENDED_IDS:
+            self._ended.popitem(last=False)
+        return StoppedSession(session=session, owned=owned, reason=reason)

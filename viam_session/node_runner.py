@@ -3,6 +3,7 @@
 import signal
 import sys
 import threading
+import traceback
 from typing import Callable, List, Optional
 
 import rclpy
@@ -26,6 +27,7 @@ def spin_until_signal(node: Node, *, before_shutdown: Callable[[], None]) -> int
     publish (stop actuators, tell clients); afterwards the node and rclpy are shut down.
     Returns a process exit code: 0 after a signal, 1 after an exception in a callback.
     """
+    name = node.get_name()
     stop = threading.Event()
     failure: List[BaseException] = []
     previous_handlers = {
@@ -44,7 +46,7 @@ def spin_until_signal(node: Node, *, before_shutdown: Callable[[], None]) -> int
         finally:
             stop.set()
 
-    spinner = threading.Thread(target=spin, name=f'{node.get_name()}_executor', daemon=True)
+    spinner = threading.Thread(target=spin, name=f'{name}_executor', daemon=True)
     spinner.start()
     try:
         while not stop.wait(1.0):  # a timed wait lets the main thread run signal handlers
@@ -60,6 +62,7 @@ def spin_until_signal(node: Node, *, before_shutdown: Callable[[], None]) -> int
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
     if failure:
-        print(f'{node.get_name()}: stopped after an error: {failure[0]!r}', file=sys.stderr)
+        print(f'{name}: stopped after an error in a callback:', file=sys.stderr)
+        traceback.print_exception(failure[0], file=sys.stderr)
         return 1
     return 0

@@ -23,11 +23,12 @@ from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 from lifecycle_msgs.msg import Transition, TransitionEvent
 from lifecycle_msgs.srv import ChangeState, GetState
 import rclpy
+from rclpy.client import Client
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
-from viam_session_interfaces.msg import SessionEvent
+from viam_session_interfaces.msg import Heartbeat, Rejection, SessionEvent
 
 from viam_session.chips.sim_chip import LineChange, read_line_changes, read_line_values
 from viam_session.service_call import call_service
@@ -161,6 +162,7 @@ class SimRobot:
         self.env = local_ros_environment(env)
         self.events = _Recorder()
         self.transitions = _Recorder()
+        self.rejections = _Recorder()
         self._processes: Dict[str, subprocess.Popen] = {}
         self._clients: List[ClientProcess] = []
         self._context: Optional[Context] = None
@@ -295,6 +297,12 @@ class SimRobot:
         self._node.create_subscription(
             SessionEvent, '/session_manager/events',
             lambda m: self.events.append(Stamped(time.monotonic_ns(), m)), EVENTS_QOS)
+        self._node.create_subscription(
+            Rejection, '/session_manager/rejections',
+            lambda m: self.rejections.append(Stamped(time.monotonic_ns(), m)), 10)
+        self._heartbeats = self._node.create_publisher(
+            Heartbeat, '/session_manager/heartbeat', 10)
+        self._service_clients: Dict[str, Client] = {}
         self._clients_by_node = {}
         for motor in self.motors:
             self._node.create_subscription(
@@ -308,6 +316,19 @@ class SimRobot:
         self._executor.add_node(self._node)
         self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
         self._spinner.start()
+
+    def call(self, service_type: type, service_name: str, request: object, *,
+             timeout_s: float = 30.0) -> object:
+        """Call any service of the robot from the observer node and return the response."""
+        client = self._service_clients.get(service_name)
+        if client is None:
+            client = self._node.create_client(service_type, service_name)
+            self._service_clients[service_name] = client
+        return call_service(client, request, timeout_s)
+
+    def send_heartbeat(self, session_id: str, sequence: int = 1) -> None:
+        """Publish one heartbeat for `session_id`, as a client would."""
+        self._heartbeats.publish(Heartbeat(session_id=session_id, sequence=sequence))
 
     def _lifecycle_clients(self, node_name: str):
         return self._clients_by_node[node_name]

@@ -12,6 +12,7 @@ value: a driver that dies with PWM on leaves PWM on, as real hardware does.
 from dataclasses import dataclass
 import fcntl
 import json
+import math
 import os
 from pathlib import Path
 import time
@@ -60,8 +61,12 @@ class SimChip(Chip):
         self._check_open()
         if line in self._claims:
             raise LineInUseError(f'line {line} of {self._path} is already claimed by {self._holder}')
+        self._check_level(line, level)
         lock_path = self._path / f'line{line}.lock'
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise ChipError(f'cannot claim line {line} of {self._path}: {error}') from error
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -76,15 +81,14 @@ class SimChip(Chip):
 
     def write(self, line: int, level: int) -> None:
         self._check_claimed(line)
-        if level not in (0, 1):
-            raise ChipError(f'line {line}: level must be 0 or 1, got {level!r}')
+        self._check_level(line, level)
         self._record(line, 'level', float(level))
 
     def set_pwm(self, line: int, frequency_hz: float, duty: float) -> None:
         self._check_claimed(line)
         if not 0.0 <= duty <= 1.0:
             raise ChipError(f'line {line}: PWM duty must be in [0, 1], got {duty!r}')
-        if not frequency_hz > 0.0:
+        if not (math.isfinite(frequency_hz) and frequency_hz > 0.0):
             raise ChipError(f'line {line}: PWM frequency must be positive, got {frequency_hz!r}')
         self._record(line, 'pwm', duty, frequency_hz)
 
@@ -116,6 +120,11 @@ class SimChip(Chip):
         self._check_open()
         if line not in self._claims:
             raise ChipError(f'line {line} of {self._path} is not claimed by {self._holder}')
+
+    @staticmethod
+    def _check_level(line: int, level: int) -> None:
+        if level not in (0, 1) or isinstance(level, float):
+            raise ChipError(f'line {line}: level must be 0 or 1, got {level!r}')
 
     def _record(self, line: int, kind: str, value: float, frequency_hz: float = 0.0) -> None:
         entry = {'t_ns': time.monotonic_ns(), 'line': line, 'kind': kind, 'value': value,

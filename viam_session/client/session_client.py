@@ -45,7 +45,8 @@ class SessionClient:
     def __init__(self, *, client_name: str, manager: str = '/session_manager',
                  window_s: float = 0.0,
                  on_lost: Optional[Callable[[str], None]] = None,
-                 on_heartbeat: Optional[Callable[[int], None]] = None) -> None:
+                 on_heartbeat: Optional[Callable[[int], None]] = None,
+                 domain_id: Optional[int] = None) -> None:
         self._client_name = client_name
         self._requested_window_s = window_s
         self._on_lost = on_lost
@@ -58,7 +59,8 @@ class SessionClient:
         self._heartbeat_timer = None
 
         self._context = Context()
-        rclpy.init(context=self._context, signal_handler_options=SignalHandlerOptions.NO)
+        rclpy.init(context=self._context, domain_id=domain_id,
+                   signal_handler_options=SignalHandlerOptions.NO)
         self._node = Node('session_client', context=self._context,
                           enable_rosout=False, start_parameter_services=False)
         self._start = self._node.create_client(StartSession, f'{manager}/start_session')

@@ -111,13 +111,13 @@ class DcMotorDriver(LifecycleNode):
 
     def _on_command(self, message: Float64) -> None:
         if not self._active:
-            self.get_logger().warn(
+            self.get_logger().warning(
                 'command ignored: driver is not active', throttle_duration_sec=1.0)
             return
         try:
             self._motor.set_power(message.data)
         except ValueError as error:
-            self.get_logger().warn(f'command rejected: {error}', throttle_duration_sec=1.0)
+            self.get_logger().warning(f'command rejected: {error}', throttle_duration_sec=1.0)
             return
         self._publish_state()
 

@@ -49,7 +49,8 @@ class HBridgeMotor:
 
     def set_power(self, power: float) -> None:
         """Apply `power`; NaN, infinities and values outside [-1, 1] raise ValueError."""
-        if not (isinstance(power, (int, float)) and math.isfinite(power)):
+        if isinstance(power, bool) or not (
+                isinstance(power, (int, float)) and math.isfinite(power)):
             raise ValueError(f'power must be a finite number, got {power!r}')
         if not -1.0 <= power <= 1.0:
             raise ValueError(f'power must be in [-1, 1], got {power}')

@@ -4,6 +4,7 @@ from typing import Optional
 
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
+from rclpy.callback_groups import CallbackGroup
 from rclpy.node import Node
 from rclpy.task import Future
 from std_msgs.msg import Float64
@@ -19,10 +20,11 @@ class ActuatorLink:
     service `<name>/change_state` (deactivate), so any lifecycle driver can be managed.
     """
 
-    def __init__(self, node: Node, name: str) -> None:
+    def __init__(self, node: Node, name: str, callback_group: CallbackGroup) -> None:
         self.name = name
         self._publisher = node.create_publisher(Float64, f'{name}/command', 10)
-        self._change_state = node.create_client(ChangeState, f'{name}/change_state')
+        self._change_state = node.create_client(
+            ChangeState, f'{name}/change_state', callback_group=callback_group)
         # Set when the manager stopped the driver; the next command of a live session
         # reactivates it first, then delivers `pending_value`.
         self.stopped_by_manager = False

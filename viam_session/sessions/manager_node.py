@@ -20,6 +20,7 @@ import time
 from typing import Iterable, List, Optional
 
 import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -70,7 +71,9 @@ class SessionManager(Node):
         if bad:
             raise ValueError(f'actuators must be fully qualified node names (start with /): {bad}')
         self._table = SessionTable(clock=time.monotonic, limits=limits)
-        self._links = {name: ActuatorLink(self, name) for name in actuators}
+        # Lifecycle replies must get through while an end_session callback awaits them.
+        self._stop_replies = ReentrantCallbackGroup()
+        self._links = {name: ActuatorLink(self, name, self._stop_replies) for name in actuators}
 
         self._events = self.create_publisher(SessionEvent, '~/events', EVENTS_QOS)
         self._rejections = self.create_publisher(Rejection, '~/rejections', 10)
@@ -99,7 +102,7 @@ class SessionManager(Node):
                 client, duration_to_seconds(request.requested_window), request.resume_session_id)
         except SessionError as error:
             response.success, response.message = False, str(error)
-            self.get_logger().warn(f'start refused for {client}: {error}')
+            self.get_logger().warning(f'start refused for {client}: {error}')
             return response
         resumed = bool(request.resume_session_id)
         response.success = True
@@ -192,7 +195,7 @@ class SessionManager(Node):
             self._stop(stopped.owned)
             self._publish_event(
                 stopped.session, SessionEvent.EXPIRED, stopped.reason, stopped.owned)
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f'session {stopped.session.session_id} of {stopped.session.client} expired '
                 f'({stopped.session.window_s} s without a heartbeat); stopping {stopped.owned}')
         self._arm_expiry_timer()
@@ -217,7 +220,7 @@ class SessionManager(Node):
     def _log_stop_result(self, name: str, done: Future) -> None:
         result = done.result()
         if result is None or not result.success:
-            self.get_logger().warn(f'{name} refused to deactivate (was it already inactive?)')
+            self.get_logger().warning(f'{name} refused to deactivate (was it already inactive?)')
 
     async def _stop_and_wait(self, names: List[str]) -> List[str]:
         """Stop the actuators and wait (bounded) for them; return the names not confirmed."""
@@ -232,7 +235,7 @@ class SessionManager(Node):
             future.add_done_callback(check)
         timeout = self.create_timer(
             self._stop_timeout_s, lambda: all_done.done() or all_done.set_result(False),
-            clock=self._steady_clock)
+            clock=self._steady_clock, callback_group=self._stop_replies)
         check()
         await all_done
         timeout.cancel()
@@ -293,7 +296,7 @@ class SessionManager(Node):
         self._events.publish(event)
 
     def _reject(self, session_id: str, subject: str, reason: str) -> None:
-        self.get_logger().warn(f'{subject} rejected: {reason}', throttle_duration_sec=1.0)
+        self.get_logger().warning(f'{subject} rejected: {reason}', throttle_duration_sec=1.0)
         rejection = Rejection(session_id=session_id, subject=subject, reason=reason)
         rejection.stamp = self.get_clock().now().to_msg()
         self._rejections.publish(rejection)

@@ -31,9 +31,11 @@ class SessionLimits:
     max_sessions: int = 1024
 
     def __post_init__(self) -> None:
-        if not (0.0 < self.min_window_s <= self.default_window_s <= self.max_window_s):
+        windows = (self.min_window_s, self.default_window_s, self.max_window_s)
+        if not (all(math.isfinite(w) for w in windows)
+                and 0.0 < self.min_window_s <= self.default_window_s <= self.max_window_s):
             raise ValueError(
-                'window bounds must satisfy 0 < min <= default <= max, got '
+                'window bounds must satisfy 0 < min <= default <= max and be finite, got '
                 f'min {self.min_window_s}, default {self.default_window_s}, '
                 f'max {self.max_window_s}')
         if self.max_sessions < 1:
@@ -142,6 +144,8 @@ class SessionTable:
 
     def _window(self, requested_window_s: float) -> float:
         limits = self._limits
+        if not isinstance(requested_window_s, (int, float)) or isinstance(requested_window_s, bool):
+            raise SessionError(f'requested window must be a number, got {requested_window_s!r}')
         if requested_window_s == 0.0:
             return limits.default_window_s
         if not math.isfinite(requested_window_s) or not (
@@ -154,6 +158,9 @@ class SessionTable:
     def _find(self, session_id: str, action: str) -> Session:
         session = self._sessions.get(session_id)
         if session is not None:
+            if session.deadline <= self._clock():
+                # Past its deadline but not yet swept: it is expired, nothing revives it.
+                raise SessionError(f'{action} refused: session {session_id} has expired')
             return session
         if session_id in self._ended:
             raise SessionError(

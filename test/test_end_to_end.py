@@ -8,11 +8,11 @@ Each robot runs the session manager and motor drivers as separate processes; cli
 from builtin_interfaces.msg import Duration
 from lifecycle_msgs.msg import State
 import pytest
-from viam_session_interfaces.msg import SessionEvent
-from viam_session_interfaces.srv import EndSession, ListSessions, StartSession
 
 from viam_session.client import SessionClient, SessionLost
 from viam_session.time_convert import time_to_seconds
+from viam_session_interfaces.msg import SessionEvent
+from viam_session_interfaces.srv import EndSession, ListSessions, StartSession
 
 WINDOW_S = 0.5
 # Expiry, the lifecycle call and the chip write take milliseconds; a loaded 2-core machine
@@ -21,7 +21,7 @@ STOP_MARGIN_S = 0.5
 
 
 def _unix_to_monotonic_ns(stamp, robot) -> int:
-    """A ROS (system clock) stamp on this machine's monotonic clock."""
+    """Convert a ROS (system clock) stamp to this machine's monotonic clock."""
     import time
     return int((time_to_seconds(stamp) - (time.time() - time.monotonic())) * 1e9)
 
@@ -31,7 +31,7 @@ def test_client_drives_motor_while_session_lives(robot):
     client = robot.start_client(resource='/motor', value=0.5)
     session_id = client.wait_for('started')['session_id']
     robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.5))
-    listed = robot.call(ListSessions, '/session_manager/list_sessions', ListSessions.Request())
+    listed = robot.call('/session_manager/list_sessions', ListSessions.Request())
     assert [(s.session_id, list(s.owned_resources)) for s in listed.sessions] == [
         (session_id, ['/motor'])]
     # Heartbeats keep it alive well past the window.
@@ -71,18 +71,18 @@ def test_clean_end_stops_motor_before_the_reply(robot):
 
 def test_unknown_and_expired_ids_are_rejected_with_a_reason(robot):
     """Heartbeats and ends for unknown or expired ids are refused, saying which."""
-    unknown = robot.call(EndSession, '/session_manager/end_session',
+    unknown = robot.call('/session_manager/end_session',
                          EndSession.Request(session_id='0' * 32))
     assert not unknown.success
     assert 'unknown session id' in unknown.message
 
     request = StartSession.Request(client='forgetful')
     request.requested_window = Duration(sec=0, nanosec=100_000_000)
-    started = robot.call(StartSession, '/session_manager/start_session', request)
+    started = robot.call('/session_manager/start_session', request)
     assert started.success, started.message
     robot.wait_for_event(started.session_id, SessionEvent.EXPIRED, timeout_s=30)
 
-    expired = robot.call(EndSession, '/session_manager/end_session',
+    expired = robot.call('/session_manager/end_session',
                          EndSession.Request(session_id=started.session_id))
     assert not expired.success
     assert 'expired' in expired.message
@@ -102,7 +102,7 @@ def test_window_outside_bounds_is_refused(robot):
     """A client asking for a window beyond the robot's bounds gets a clear refusal."""
     request = StartSession.Request(client='greedy')
     request.requested_window = Duration(sec=3600, nanosec=0)
-    response = robot.call(StartSession, '/session_manager/start_session', request)
+    response = robot.call('/session_manager/start_session', request)
     assert not response.success
     assert 'outside' in response.message and 'bounds' in response.message
 
@@ -125,7 +125,7 @@ def test_heartbeat_of_one_session_does_not_keep_another_alive(two_motor_robot):
     right.lines.wait_for(lambda line: line.get('sequence', 0) >= sequence + 10, 30,
                          'ten more heartbeats')
     assert robot.duty('right_motor') == pytest.approx(0.6)
-    listed = robot.call(ListSessions, '/session_manager/list_sessions', ListSessions.Request())
+    listed = robot.call('/session_manager/list_sessions', ListSessions.Request())
     assert [s.session_id for s in listed.sessions] == [right_id]
 
 

@@ -17,15 +17,16 @@ import time
 from typing import List, Optional
 
 from lifecycle_msgs.msg import State
-from viam_session_interfaces.msg import SessionEvent
 
 from viam_session.chips.sim_chip import read_line_changes
-from viam_session.sim_robot import SimRobot
+from viam_session.sim_robot import MotorSpec, SimRobot
 from viam_session.time_convert import time_to_seconds
+from viam_session_interfaces.msg import SessionEvent
 
 __all__ = ['main']
 
 MOTOR = 'motor'
+PWM_LINE = 12
 POWER = 0.6
 HEARTBEATS_BEFORE_KILL = 10
 
@@ -67,7 +68,8 @@ def run_once(workdir: Path, window_s: float, run: int, runs: int) -> Timeline:
     """Bring the robot up, drive the motor, kill the client, and time the stop."""
     _say(f'[run {run}/{runs}] starting session manager and motor driver '
          f'(processes, simulated chip in {workdir / "chip"})')
-    with SimRobot(workdir=workdir, default_window_s=window_s) as robot:
+    motors = (MotorSpec(MOTOR, pwm_line=PWM_LINE, direction_line=16),)
+    with SimRobot(workdir=workdir, motors=motors, default_window_s=window_s) as robot:
         _say(f'[run {run}/{runs}] motor active; starting a client that drives it at power '
              f'{POWER}')
         client = robot.start_client(resource=f'/{MOTOR}', value=POWER, name='demo_client')
@@ -106,7 +108,7 @@ def print_timeline(timeline: Timeline) -> None:
 
 
 def plot(timeline: Timeline, chip_dir: Path, pwm_line: int, path: Path) -> Optional[Path]:
-    """A PNG of the motor's PWM duty over time with the timeline's instants marked."""
+    """Plot the motor's PWM duty over time, with the timeline's instants, as a PNG."""
     try:
         import matplotlib
         matplotlib.use('Agg')
@@ -126,8 +128,9 @@ def plot(timeline: Timeline, chip_dir: Path, pwm_line: int, path: Path) -> Optio
     axes.set_xlim(min(-300.0, times[-2] if len(times) > 1 else -300.0), end)
     axes.set_xlabel('ms from the last heartbeat the robot received')
     axes.set_ylabel('PWM duty')
-    axes.set_title(f'Client killed: motor stopped {timeline.stop_latency_minus_window_s * 1000:.1f}'
-                   f' ms after the {timeline.window_s * 1000:.0f} ms window')
+    late_ms = timeline.stop_latency_minus_window_s * 1000
+    axes.set_title(f'Client killed: motor stopped {late_ms:.1f} ms after the '
+                   f'{timeline.window_s * 1000:.0f} ms window')
     axes.legend(loc='upper right', fontsize='small')
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -154,8 +157,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return 1
         print_timeline(timeline)
         latencies.append(timeline.stop_latency_minus_window_s * 1000)
-        picture = plot(timeline, workdir / 'chip', SimRobot(workdir=workdir).motors[MOTOR].pwm_line,
-                       workdir / 'timeline.png')
+        picture = plot(timeline, workdir / 'chip', PWM_LINE, workdir / 'timeline.png')
         if picture is not None:
             _say(f'  plot: {picture}')
     _say(f'motor reached PWM 0 in {len(latencies)}/{args.runs} runs; stop latency - window '

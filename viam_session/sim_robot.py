@@ -28,11 +28,12 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
-from viam_session_interfaces.msg import Heartbeat, Rejection, SessionEvent
 
 from viam_session.chips.sim_chip import LineChange, read_line_changes, read_line_values
 from viam_session.service_call import call_service
-from viam_session.sessions.manager_node import EVENTS_QOS
+from viam_session.sessions.manager_node import EVENTS_QOS, HEARTBEAT_QOS
+from viam_session_interfaces.msg import Heartbeat, Rejection, SessionEvent
+from viam_session_interfaces.srv import EndSession, ListSessions, StartSession
 
 __all__ = ['ClientProcess', 'MotorSpec', 'SimRobot', 'Stamped', 'local_ros_environment']
 
@@ -41,7 +42,7 @@ T = TypeVar('T')
 
 def local_ros_environment(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """
-    An environment that keeps DDS on this machine and off other runs' domains.
+    Return an environment that keeps DDS on this machine and off other runs' domains.
 
     Discovery stays on localhost; ROS_DOMAIN_ID is kept if set, else one is picked at random,
     so two runs on one machine do not see each other.
@@ -124,7 +125,7 @@ class ClientProcess:
                 self._log.write(text)
 
     def wait_for(self, event: str, timeout_s: float = 30.0) -> dict:
-        """The first line with this `event` field; TimeoutError if the client exits without."""
+        """Return the first line with this `event`; TimeoutError if none comes in time."""
         return self.lines.wait_for(lambda line: line['event'] == event, timeout_s,
                                    f'{event!r} from the client')
 
@@ -152,7 +153,8 @@ class ClientProcess:
 class SimRobot:
     """Session manager + motor drivers on a simulated chip, each in its own process."""
 
-    def __init__(self, *, workdir: Path, motors: Sequence[MotorSpec] = (MotorSpec('motor', 12, 16),),
+    def __init__(self, *, workdir: Path,
+                 motors: Sequence[MotorSpec] = (MotorSpec('motor', 12, 16),),
                  default_window_s: float = 2.0, env: Optional[Dict[str, str]] = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -177,7 +179,8 @@ class SimRobot:
         for motor in self.motors.values():
             self._spawn(motor.name, 'viam_session.drivers.dc_motor', [
                 '-r', f'__node:={motor.name}', '-p', f'chip:={self.chip_dir}',
-                '-p', f'pwm_line:={motor.pwm_line}', '-p', f'direction_line:={motor.direction_line}'])
+                '-p', f'pwm_line:={motor.pwm_line}',
+                '-p', f'direction_line:={motor.direction_line}'])
         self._start_observer()
         for motor in self.motors.values():
             for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
@@ -243,20 +246,20 @@ class SimRobot:
         return call_service(client, request, timeout_s).success
 
     def lifecycle_state(self, node_name: str, *, timeout_s: float = 30.0) -> int:
-        """The driver's lifecycle state id (lifecycle_msgs/State.PRIMARY_STATE_*)."""
+        """Return the driver's lifecycle state id (lifecycle_msgs/State.PRIMARY_STATE_*)."""
         client = self._lifecycle_clients(node_name)[1]
         return call_service(client, GetState.Request(), timeout_s).current_state.id
 
     # --- what the chip shows -------------------------------------------------------------------
 
     def duty(self, motor: str) -> float:
-        """The PWM duty the motor's line outputs now."""
+        """Return the PWM duty the motor's line outputs now."""
         change = read_line_values(self.chip_dir).get(self.motors[motor].pwm_line)
         return change.value if change is not None and change.kind == 'pwm' else 0.0
 
     def wait_for_duty(self, motor: str, predicate: Callable[[float], bool], *,
                       after_ns: int = 0, timeout_s: float = 30.0) -> LineChange:
-        """The first PWM change of the motor after `after_ns` whose duty meets `predicate`."""
+        """Wait for a PWM change of the motor after `after_ns` whose duty meets `predicate`."""
         line = self.motors[motor].pwm_line
         deadline = time.monotonic() + timeout_s
         while True:
@@ -268,14 +271,14 @@ class SimRobot:
             time.sleep(0.005)  # the chip is a file another process appends to: poll it
 
     def wait_for_event(self, session_id: str, state: int, *, timeout_s: float = 30.0) -> Stamped:
-        """The first session event of `session_id` in `state`, with its arrival time."""
+        """Wait for a session event of `session_id` in `state`; return it with its arrival."""
         return self.events.wait_for(
             lambda s: s.message.session_id == session_id and s.message.state == state,
             timeout_s, f'session event {state} for {session_id}')
 
     def wait_for_transition(self, motor: str, goal_state: int, *, after_ns: int = 0,
                             timeout_s: float = 30.0) -> Stamped:
-        """The first lifecycle transition of `motor` into `goal_state` after `after_ns`."""
+        """Wait for a lifecycle transition of `motor` into `goal_state` after `after_ns`."""
         return self.transitions.wait_for(
             lambda s: s.message[0] == motor and s.message[1].goal_state.id == goal_state
             and s.t_ns > after_ns, timeout_s, f'{motor} transition to state {goal_state}')
@@ -301,8 +304,15 @@ class SimRobot:
             Rejection, '/session_manager/rejections',
             lambda m: self.rejections.append(Stamped(time.monotonic_ns(), m)), 10)
         self._heartbeats = self._node.create_publisher(
-            Heartbeat, '/session_manager/heartbeat', 10)
-        self._service_clients: Dict[str, Client] = {}
+            Heartbeat, '/session_manager/heartbeat', HEARTBEAT_QOS)
+        # Created here, before spinning: entities created later from another thread may wait
+        # for the executor to wake up.
+        self._service_clients: Dict[str, Client] = {
+            f'/session_manager/{name}': self._node.create_client(service_type,
+                                                                 f'/session_manager/{name}')
+            for name, service_type in (('start_session', StartSession),
+                                       ('end_session', EndSession),
+                                       ('list_sessions', ListSessions))}
         self._clients_by_node = {}
         for motor in self.motors:
             self._node.create_subscription(
@@ -317,14 +327,9 @@ class SimRobot:
         self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
         self._spinner.start()
 
-    def call(self, service_type: type, service_name: str, request: object, *,
-             timeout_s: float = 30.0) -> object:
-        """Call any service of the robot from the observer node and return the response."""
-        client = self._service_clients.get(service_name)
-        if client is None:
-            client = self._node.create_client(service_type, service_name)
-            self._service_clients[service_name] = client
-        return call_service(client, request, timeout_s)
+    def call(self, service_name: str, request: object, *, timeout_s: float = 30.0) -> object:
+        """Call a session manager service (e.g. /session_manager/end_session)."""
+        return call_service(self._service_clients[service_name], request, timeout_s)
 
     def send_heartbeat(self, session_id: str, sequence: int = 1) -> None:
         """Publish one heartbeat for `session_id`, as a client would."""

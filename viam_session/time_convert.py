@@ -22,6 +22,6 @@ def time_to_seconds(stamp: Time) -> float:
 
 
 def monotonic_to_ros_time(monotonic_s: float) -> Time:
-    """The system-clock (ROS) time of an instant given on the monotonic clock."""
+    """Convert an instant on the monotonic clock to system-clock (ROS) time."""
     wall_ns = time.time_ns() - int((time.monotonic() - monotonic_s) * 1e9)
     return Time(sec=wall_ns // 1_000_000_000, nanosec=wall_ns % 1_000_000_000)

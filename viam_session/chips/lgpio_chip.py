@@ -18,7 +18,8 @@ class LgpioChip(Chip):
         try:
             self._handle = lgpio.gpiochip_open(chip_number)
         except lgpio.error as error:
-            raise ChipError(f'cannot open /dev/gpiochip{chip_number}: lgpio says {error}') from error
+            raise ChipError(
+                f'cannot open /dev/gpiochip{chip_number}: lgpio says {error}') from error
         self._closed = False
 
     def claim_output(self, line: int, level: int) -> None:

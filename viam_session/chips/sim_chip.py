@@ -60,7 +60,8 @@ class SimChip(Chip):
     def claim_output(self, line: int, level: int) -> None:
         self._check_open()
         if line in self._claims:
-            raise LineInUseError(f'line {line} of {self._path} is already claimed by {self._holder}')
+            raise LineInUseError(
+                f'line {line} of {self._path} is already claimed by {self._holder}')
         self._check_level(line, level)
         lock_path = self._path / f'line{line}.lock'
         try:
@@ -150,7 +151,7 @@ def read_line_changes(path: Union[str, Path], line: Optional[int] = None) -> Lis
 
 
 def read_line_values(path: Union[str, Path]) -> Dict[int, LineChange]:
-    """The last level or PWM change of each line, i.e. what each line outputs now."""
+    """Return the last level or PWM change of each line: what each line outputs now."""
     values: Dict[int, LineChange] = {}
     for change in read_line_changes(path):
         if change.kind in ('level', 'pwm'):

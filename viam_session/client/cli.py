@@ -18,8 +18,13 @@ from viam_session.client.session_client import SessionClient, SessionError
 __all__ = ['main']
 
 
+_print_lock = threading.Lock()  # heartbeats are printed from the heartbeat thread
+
+
 def _print(event: str, **fields: object) -> None:
-    print(json.dumps({'event': event, 't_ns': time.monotonic_ns(), **fields}), flush=True)
+    line = json.dumps({'event': event, 't_ns': time.monotonic_ns(), **fields})
+    with _print_lock:
+        print(line, flush=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -5,13 +5,14 @@ A session with the robot, kept alive by heartbeats from the client's own executo
         session.command('/left_motor', 0.5)
         ...
 
-Heartbeats go out at a fifth of the window from a thread of their own, so an application that
-blocks its own loop does not starve them. When the robot reports the session expired or
+Heartbeats go out at a fifth of the window from a thread of their own (not an executor timer),
+so an application that blocks its own loop, or a busy executor, does not starve them. When the robot reports the session expired or
 closed, or refuses a heartbeat, `on_lost(reason)` runs once and further commands raise
 SessionLost.
 """
 
 import threading
+import time
 from typing import Callable, Optional
 
 import rclpy
@@ -19,12 +20,12 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
-from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
-from viam_session_interfaces.srv import EndSession, StartSession
 
 from viam_session.service_call import call_service
-from viam_session.sessions.manager_node import EVENTS_QOS
+from viam_session.sessions.manager_node import EVENTS_QOS, HEARTBEAT_QOS
 from viam_session.time_convert import duration_to_seconds, seconds_to_duration
+from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
+from viam_session_interfaces.srv import EndSession, StartSession
 
 __all__ = ['HEARTBEATS_PER_WINDOW', 'SessionClient', 'SessionError', 'SessionLost']
 
@@ -56,7 +57,8 @@ class SessionClient:
         self._window_s = 0.0
         self._sequence = 0
         self._lost_reason: Optional[str] = None
-        self._heartbeat_timer = None
+        self._heartbeats_stopped = threading.Event()
+        self._heartbeat_thread: Optional[threading.Thread] = None
 
         self._context = Context()
         rclpy.init(context=self._context, domain_id=domain_id,
@@ -65,7 +67,8 @@ class SessionClient:
                           enable_rosout=False, start_parameter_services=False)
         self._start = self._node.create_client(StartSession, f'{manager}/start_session')
         self._end = self._node.create_client(EndSession, f'{manager}/end_session')
-        self._heartbeats = self._node.create_publisher(Heartbeat, f'{manager}/heartbeat', 10)
+        self._heartbeats = self._node.create_publisher(
+            Heartbeat, f'{manager}/heartbeat', HEARTBEAT_QOS)
         self._commands = self._node.create_publisher(SessionCommand, f'{manager}/command', 10)
         self._node.create_subscription(SessionEvent, f'{manager}/events', self._on_event,
                                        EVENTS_QOS)
@@ -73,7 +76,7 @@ class SessionClient:
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
         self._spinner = threading.Thread(
-            target=self._executor.spin, name='session_client_heartbeats', daemon=True)
+            target=self._executor.spin, name='session_client_executor', daemon=True)
         self._spinner.start()
 
     @property
@@ -91,6 +94,9 @@ class SessionClient:
 
     def start(self, *, timeout_s: float = 10.0) -> str:
         """Open the session and start heartbeats; return the session id."""
+        # A message published before discovery has matched its subscriber is lost: let
+        # discovery of the heartbeat and command topics finish first.
+        self._wait_for_subscribers(time.monotonic() + timeout_s)
         request = StartSession.Request(client=self._client_name)
         request.requested_window = seconds_to_duration(self._requested_window_s)
         response = self._call(self._start, request, timeout_s)
@@ -101,9 +107,10 @@ class SessionClient:
             self._window_s = duration_to_seconds(response.window)
             self._lost_reason = None
             self._sequence = 0
-        self._heartbeat_timer = self._node.create_timer(
-            self._window_s / HEARTBEATS_PER_WINDOW, self._send_heartbeat)
-        self._send_heartbeat()
+        self._heartbeats_stopped.clear()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat_loop, name='session_client_heartbeats', daemon=True)
+        self._heartbeat_thread.start()
         return self._session_id
 
     def command(self, resource: str, value: float) -> None:
@@ -151,6 +158,19 @@ class SessionClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _wait_for_subscribers(self, deadline: float) -> None:
+        publishers = (self._heartbeats, self._commands)
+        while any(publisher.get_subscription_count() == 0 for publisher in publishers):
+            if time.monotonic() > deadline:
+                raise SessionError('the robot does not subscribe to heartbeats and commands')
+            time.sleep(0.005)
+
+    def _heartbeat_loop(self) -> None:
+        period_s = self._window_s / HEARTBEATS_PER_WINDOW
+        self._send_heartbeat()
+        while not self._heartbeats_stopped.wait(period_s):
+            self._send_heartbeat()
+
     def _send_heartbeat(self) -> None:
         with self._lock:
             if not self._session_id or self._lost_reason is not None:
@@ -163,8 +183,10 @@ class SessionClient:
             self._on_heartbeat(message.sequence)
 
     def _stop_heartbeats(self) -> None:
-        if self._heartbeat_timer is not None:
-            self._heartbeat_timer.cancel()
+        self._heartbeats_stopped.set()
+        thread = self._heartbeat_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=2.0)
 
     def _on_event(self, event: SessionEvent) -> None:
         if event.session_id != self._session_id or event.state not in (

@@ -16,7 +16,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
 
-from viam_session.chips import CHIP_BACKENDS, Chip, ChipError, open_chip
+from viam_session.chips import Chip, CHIP_BACKENDS, ChipError, open_chip
 from viam_session.drivers.h_bridge import HBridgeMotor
 from viam_session.node_runner import init_without_signal_handlers, spin_until_signal
 from viam_session.parameters import declare_float, declare_int, declare_string
@@ -36,7 +36,8 @@ class DcMotorDriver(LifecycleNode):
         self._pwm_line = declare_int(self, 'pwm_line', 12, 'Line carrying PWM to the H-bridge.',
                                      low=0, high=1023)
         self._direction_line = declare_int(
-            self, 'direction_line', 16, 'Line selecting direction (1 = reverse).', low=0, high=1023)
+            self, 'direction_line', 16, 'Line selecting direction (1 = reverse).',
+            low=0, high=1023)
         self._frequency_hz = declare_float(
             self, 'pwm_frequency_hz', 1000.0, 'PWM frequency.', low=1.0, high=100000.0)
         self._max_duty = declare_float(

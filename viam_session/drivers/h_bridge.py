@@ -33,7 +33,7 @@ class HBridgeMotor:
 
     @property
     def power(self) -> float:
-        """The power last applied (0 when stopped)."""
+        """Power last applied (0 when stopped)."""
         return self._power
 
     def claim(self) -> None:

@@ -25,9 +25,6 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
-from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
-from viam_session_interfaces.msg import SessionInfo
-from viam_session_interfaces.srv import EndSession, ListSessions, StartSession
 
 from viam_session.node_runner import init_without_signal_handlers, spin_until_signal
 from viam_session.parameters import declare_float, declare_int, declare_string_array
@@ -36,9 +33,16 @@ from viam_session.sessions.table import (
     Session, SessionError, SessionLimits, SessionTable)
 from viam_session.time_convert import (
     duration_to_seconds, monotonic_to_ros_time, seconds_to_duration)
+from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
+from viam_session_interfaces.msg import SessionInfo
+from viam_session_interfaces.srv import EndSession, ListSessions, StartSession
 
-__all__ = ['EVENTS_QOS', 'SessionManager', 'main']
+__all__ = ['EVENTS_QOS', 'HEARTBEAT_QOS', 'SessionManager', 'main']
 
+# Heartbeats are periodic and only the newest matters: best effort, so one lost before
+# discovery completes cannot hold the next ones back (reliable delivery is in order, and a
+# lost first sample waits for the writer's repair cycle, seconds in Fast DDS).
+HEARTBEAT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # The timer never waits less than this, so a deadline a hair away does not spin the loop.
@@ -80,7 +84,7 @@ class SessionManager(Node):
         self.create_service(StartSession, '~/start_session', self._on_start)
         self.create_service(EndSession, '~/end_session', self._on_end)
         self.create_service(ListSessions, '~/list_sessions', self._on_list)
-        self.create_subscription(Heartbeat, '~/heartbeat', self._on_heartbeat, 100)
+        self.create_subscription(Heartbeat, '~/heartbeat', self._on_heartbeat, HEARTBEAT_QOS)
         self.create_subscription(SessionCommand, '~/command', self._on_command, 100)
 
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
@@ -156,7 +160,8 @@ class SessionManager(Node):
                          f'unknown actuator {message.resource!r}; managed: {sorted(self._links)}')
             return
         if not math.isfinite(message.value):
-            self._reject(message.session_id, 'command', f'value must be finite, got {message.value}')
+            self._reject(message.session_id, 'command',
+                         f'value must be finite, got {message.value}')
             return
         try:
             previous = self._table.claim(message.session_id, message.resource)
@@ -181,7 +186,8 @@ class SessionManager(Node):
             self._expiry_armed_for = None
             return
         armed_for = self._expiry_armed_for
-        if armed_for is not None and not self._expiry_timer.is_canceled() and armed_for <= deadline:
+        timer_armed = armed_for is not None and not self._expiry_timer.is_canceled()
+        if timer_armed and armed_for <= deadline:
             return
         delay = max(deadline - time.monotonic(), MIN_TIMER_DELAY_S)
         self._expiry_timer.timer_period_ns = int(delay * 1e9)

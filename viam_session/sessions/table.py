@@ -130,7 +130,7 @@ class SessionTable:
         return [self._remove(sid, 'expired: no heartbeat for a full window') for sid in due]
 
     def next_deadline(self) -> Optional[float]:
-        """The earliest deadline of any live session, or None."""
+        """Return the earliest deadline of any live session, or None."""
         return min((s.deadline for s in self._sessions.values()), default=None)
 
     def live(self) -> List[Session]:
@@ -144,14 +144,15 @@ class SessionTable:
 
     def _window(self, requested_window_s: float) -> float:
         limits = self._limits
-        if not isinstance(requested_window_s, (int, float)) or isinstance(requested_window_s, bool):
+        is_number = isinstance(requested_window_s, (int, float))
+        if isinstance(requested_window_s, bool) or not is_number:
             raise SessionError(f'requested window must be a number, got {requested_window_s!r}')
         if requested_window_s == 0.0:
             return limits.default_window_s
         if not math.isfinite(requested_window_s) or not (
                 limits.min_window_s <= requested_window_s <= limits.max_window_s):
             raise SessionError(
-                f'requested window {requested_window_s} s is outside the robot\'s bounds '
+                f"requested window {requested_window_s} s is outside the robot's bounds "
                 f'[{limits.min_window_s}, {limits.max_window_s}] s')
         return requested_window_s
 

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: sets up .venv (scripts/setup.sh), then pytest over test/.
+# Extra arguments go to pytest (e.g. -k end_to_end, -x).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bash "$repo/scripts/setup.sh"
+cd "$repo"
+# DDS discovery stays on this machine (see README, "Tests").
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+echo "[test] running pytest (unit, lint and end-to-end tests; about 2 minutes)"
+exec "$repo/.venv/bin/python" -m pytest -v -p no:cacheprovider "$@"

@@ -6,11 +6,12 @@ A session with the robot, kept alive by heartbeats from the client's own executo
         ...
 
 Heartbeats go out at a fifth of the window from a thread of their own (not an executor timer),
-so an application that blocks its own loop, or a busy executor, does not starve them. When the robot reports the session expired or
-closed, or refuses a heartbeat, `on_lost(reason)` runs once and further commands raise
-SessionLost.
+so an application that blocks its own loop, or a busy executor, does not starve them. When the
+robot reports the session expired or closed, or refuses a heartbeat, `on_lost(reason)` runs
+once and further commands raise SessionLost.
 """
 
+import secrets
 import threading
 import time
 from typing import Callable, Optional
@@ -63,7 +64,7 @@ class SessionClient:
         self._context = Context()
         rclpy.init(context=self._context, domain_id=domain_id,
                    signal_handler_options=SignalHandlerOptions.NO)
-        self._node = Node('session_client', context=self._context,
+        self._node = Node(f'session_client_{secrets.token_hex(4)}', context=self._context,
                           enable_rosout=False, start_parameter_services=False)
         self._start = self._node.create_client(StartSession, f'{manager}/start_session')
         self._end = self._node.create_client(EndSession, f'{manager}/end_session')
@@ -97,7 +98,8 @@ class SessionClient:
         # A message published before discovery has matched its subscriber is lost: let
         # discovery of the heartbeat and command topics finish first.
         self._wait_for_subscribers(time.monotonic() + timeout_s)
-        request = StartSession.Request(client=self._client_name)
+        request = StartSession.Request(
+            client=self._client_name, client_node=self._node.get_fully_qualified_name())
         request.requested_window = seconds_to_duration(self._requested_window_s)
         response = self._call(self._start, request, timeout_s)
         if not response.success:

@@ -45,6 +45,8 @@ __all__ = ['EVENTS_QOS', 'HEARTBEAT_QOS', 'SessionManager', 'main']
 HEARTBEAT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# How often a start request looks again for the client's publishers in the ROS graph.
+DISCOVERY_POLL_S = 0.01
 # The timer never waits less than this, so a deadline a hair away does not spin the loop.
 MIN_TIMER_DELAY_S = 0.0001
 
@@ -66,6 +68,10 @@ class SessionManager(Node):
                                        low=0.001, high=3600.0),
             max_sessions=declare_int(self, 'max_sessions', 1024, 'Most sessions at once.',
                                      low=1, high=65536))
+        self._discovery_timeout_s = declare_float(
+            self, 'discovery_timeout_s', 5.0,
+            "How long a start request waits to discover the client's publishers.",
+            low=0.1, high=60.0)
         self._stop_timeout_s = declare_float(
             self, 'stop_timeout_s', 1.0, 'How long to wait for an actuator to confirm a stop.',
             low=0.01, high=60.0)
@@ -75,17 +81,22 @@ class SessionManager(Node):
         if bad:
             raise ValueError(f'actuators must be fully qualified node names (start with /): {bad}')
         self._table = SessionTable(clock=time.monotonic, limits=limits)
-        # Lifecycle replies must get through while an end_session callback awaits them.
+        # Start and end await discovery and lifecycle replies; in a group of their own they
+        # never hold back heartbeats, commands or the expiry timer while they wait.
         self._stop_replies = ReentrantCallbackGroup()
         self._links = {name: ActuatorLink(self, name, self._stop_replies) for name in actuators}
 
         self._events = self.create_publisher(SessionEvent, '~/events', EVENTS_QOS)
         self._rejections = self.create_publisher(Rejection, '~/rejections', 10)
-        self.create_service(StartSession, '~/start_session', self._on_start)
-        self.create_service(EndSession, '~/end_session', self._on_end)
+        self.create_service(StartSession, '~/start_session', self._on_start,
+                            callback_group=self._stop_replies)
+        self.create_service(EndSession, '~/end_session', self._on_end,
+                            callback_group=self._stop_replies)
         self.create_service(ListSessions, '~/list_sessions', self._on_list)
-        self.create_subscription(Heartbeat, '~/heartbeat', self._on_heartbeat, HEARTBEAT_QOS)
-        self.create_subscription(SessionCommand, '~/command', self._on_command, 100)
+        heartbeats = self.create_subscription(
+            Heartbeat, '~/heartbeat', self._on_heartbeat, HEARTBEAT_QOS)
+        commands = self.create_subscription(SessionCommand, '~/command', self._on_command, 100)
+        self._client_topics = (heartbeats.topic_name, commands.topic_name)
 
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self._expiry_timer = self.create_timer(
@@ -98,9 +109,16 @@ class SessionManager(Node):
 
     # --- services ------------------------------------------------------------------------------
 
-    def _on_start(self, request: StartSession.Request,
-                  response: StartSession.Response) -> StartSession.Response:
+    async def _on_start(self, request: StartSession.Request,
+                        response: StartSession.Response) -> StartSession.Response:
         client = request.client or 'unnamed client'
+        if request.client_node and not await self._discovered(request.client_node):
+            response.success = False
+            response.message = (
+                f'the robot did not discover the heartbeat and command publishers of '
+                f'{request.client_node} within {self._discovery_timeout_s} s')
+            self.get_logger().warning(f'start refused for {client}: {response.message}')
+            return response
         try:
             session = self._table.start(
                 client, duration_to_seconds(request.requested_window), request.resume_session_id)
@@ -227,6 +245,30 @@ class SessionManager(Node):
         result = done.result()
         if result is None or not result.success:
             self.get_logger().warning(f'{name} refused to deactivate (was it already inactive?)')
+
+    async def _discovered(self, client_node: str) -> bool:
+        """Wait (bounded) until this node knows the client's heartbeat and command writers."""
+        def seen() -> bool:
+            return all(
+                any(f'{info.node_namespace.rstrip("/")}/{info.node_name}' == client_node
+                    for info in self.get_publishers_info_by_topic(topic))
+                for topic in self._client_topics)
+
+        if seen():
+            return True
+        found = Future()
+        deadline = time.monotonic() + self._discovery_timeout_s
+
+        def poll() -> None:
+            if not found.done() and (seen() or time.monotonic() > deadline):
+                found.set_result(seen())
+
+        poller = self.create_timer(DISCOVERY_POLL_S, poll, clock=self._steady_clock,
+                                   callback_group=self._stop_replies)
+        result = await found
+        poller.cancel()
+        self.destroy_timer(poller)
+        return result
 
     async def _stop_and_wait(self, names: List[str]) -> List[str]:
         """Stop the actuators and wait (bounded) for them; return the names not confirmed."""

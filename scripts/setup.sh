@@ -69,7 +69,7 @@ fi
 iface="$repo/viam_session_interfaces"
 iface_stamp=$(cd "$iface" && stamp_of package.xml CMakeLists.txt msg/* srv/*)
 if [ "$(cat "$venv/.stamp-interfaces" 2>/dev/null)" != "$iface_stamp" ]; then
-  say 3/4 "building viam_session_interfaces into .venv (about 30 s)"
+  say 3/4 "building viam_session_interfaces into .venv (about 10 s)"
   # The wheels' exported CMake files name the wheel builder's Python and numpy include paths;
   # point them at this venv's own (see ../shared/notes/ros2-from-pypi.md).
   py_include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')

@@ -7,5 +7,5 @@ bash "$repo/scripts/setup.sh"
 cd "$repo"
 # DDS discovery stays on this machine (see README, "Tests").
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-echo "[test] running pytest (unit, lint and end-to-end tests; about 2 minutes)"
+echo "[test] running pytest (unit, lint and end-to-end tests; under a minute)"
 exec "$repo/.venv/bin/python" -m pytest -v -p no:cacheprovider "$@"

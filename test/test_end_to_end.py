@@ -197,3 +197,24 @@ def test_driver_sigterm_leaves_motor_stopped(robot):
     robot.process('motor').terminate()
     assert robot.process('motor').wait(timeout=30) == 0
     robot.wait_for_duty('motor', lambda duty: duty == 0.0, after_ns=running.t_ns, timeout_s=1)
+
+
+def test_command_without_the_sessions_id_is_refused(robot):
+    """A command with a made-up or another actuator's id changes neither motor nor owner."""
+    client = robot.start_client(resource='/motor', value=0.5, name='owner')
+    session_id = client.wait_for('started')['session_id']
+    robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.5))
+    spoofed_id = session_id[:-1] + ('0' if session_id[-1] != '0' else '1')
+    robot.send_command(spoofed_id, '/motor', -1.0)
+    rejection = robot.rejections.wait_for(
+        lambda s: s.message.session_id == spoofed_id, 30, 'command rejection')
+    assert rejection.message.subject == 'command'
+    assert 'unknown session id' in rejection.message.reason
+    robot.send_command(session_id, '/not_an_actuator', 1.0)
+    rejection = robot.rejections.wait_for(
+        lambda s: 'not_an_actuator' in s.message.reason, 30, 'command rejection')
+    assert 'unknown actuator' in rejection.message.reason
+    listed = robot.call('/session_manager/list_sessions', ListSessions.Request())
+    assert [(s.session_id, list(s.owned_resources)) for s in listed.sessions] == [
+        (session_id, ['/motor'])]
+    assert robot.duty('motor') == pytest.approx(0.5)

@@ -32,7 +32,7 @@ from rclpy.signals import SignalHandlerOptions
 from viam_session.chips.sim_chip import LineChange, read_line_changes, read_line_values
 from viam_session.service_call import call_service
 from viam_session.sessions.manager_node import EVENTS_QOS, HEARTBEAT_QOS
-from viam_session_interfaces.msg import Heartbeat, Rejection, SessionEvent
+from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import EndSession, ListSessions, StartSession
 
 __all__ = ['ClientProcess', 'MotorSpec', 'SimRobot', 'Stamped', 'local_ros_environment']
@@ -305,6 +305,8 @@ class SimRobot:
             lambda m: self.rejections.append(Stamped(time.monotonic_ns(), m)), 10)
         self._heartbeats = self._node.create_publisher(
             Heartbeat, '/session_manager/heartbeat', HEARTBEAT_QOS)
+        self._commands = self._node.create_publisher(
+            SessionCommand, '/session_manager/command', 10)
         # Created here, before spinning: entities created later from another thread may wait
         # for the executor to wake up.
         self._service_clients: Dict[str, Client] = {
@@ -334,6 +336,11 @@ class SimRobot:
     def send_heartbeat(self, session_id: str, sequence: int = 1) -> None:
         """Publish one heartbeat for `session_id`, as a client would."""
         self._heartbeats.publish(Heartbeat(session_id=session_id, sequence=sequence))
+
+    def send_command(self, session_id: str, resource: str, value: float) -> None:
+        """Publish one session-tagged command, as a client would."""
+        self._commands.publish(SessionCommand(session_id=session_id, resource=resource,
+                                              value=value))
 
     def _lifecycle_clients(self, node_name: str):
         return self._clients_by_node[node_name]

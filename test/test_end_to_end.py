@@ -5,6 +5,9 @@ Each robot runs the session manager and motor drivers as separate processes; cli
 `session_client` processes or a SessionClient in this process.
 """
 
+import signal
+import time
+
 from builtin_interfaces.msg import Duration
 from lifecycle_msgs.msg import State
 import pytest
@@ -20,9 +23,8 @@ WINDOW_S = 0.5
 STOP_MARGIN_S = 0.5
 
 
-def _unix_to_monotonic_ns(stamp, robot) -> int:
+def _unix_to_monotonic_ns(stamp) -> int:
     """Convert a ROS (system clock) stamp to this machine's monotonic clock."""
-    import time
     return int((time_to_seconds(stamp) - (time.time() - time.monotonic())) * 1e9)
 
 
@@ -48,7 +50,7 @@ def test_sigkill_of_client_stops_motor_after_one_window(robot):
     client.kill()
     expired = robot.wait_for_event(session_id, SessionEvent.EXPIRED, timeout_s=30)
     stopped = robot.wait_for_duty('motor', lambda duty: duty == 0.0, after_ns=running.t_ns)
-    last_heartbeat_ns = _unix_to_monotonic_ns(expired.message.last_heartbeat, robot)
+    last_heartbeat_ns = _unix_to_monotonic_ns(expired.message.last_heartbeat)
     stop_after_last_heartbeat_s = (stopped.t_ns - last_heartbeat_ns) * 1e-9
     # Not before the window (that would be a false expiry), and not long after it.
     assert WINDOW_S - 0.005 <= stop_after_last_heartbeat_s <= WINDOW_S + STOP_MARGIN_S
@@ -134,11 +136,11 @@ def test_frozen_client_is_told_its_session_is_lost(robot):
     client = robot.start_client(resource='/motor', value=0.5)
     session_id = client.wait_for('started')['session_id']
     robot.wait_for_duty('motor', lambda duty: duty > 0.0)
-    client.process.send_signal(__import__('signal').SIGSTOP)
+    client.process.send_signal(signal.SIGSTOP)
     try:
         robot.wait_for_event(session_id, SessionEvent.EXPIRED, timeout_s=30)
     finally:
-        client.process.send_signal(__import__('signal').SIGCONT)
+        client.process.send_signal(signal.SIGCONT)
     lost = client.wait_for('lost', timeout_s=30)
     assert lost['reason'].startswith(('expired', 'heartbeat refused'))
     assert client.wait() == 0

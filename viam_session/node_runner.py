@@ -4,19 +4,36 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, TypeVar
 
 import rclpy
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-__all__ = ['init_without_signal_handlers', 'spin_until_signal']
+N = TypeVar('N', bound=Node)
+
+__all__ = ['run_node', 'spin_until_signal']
 
 
-def init_without_signal_handlers(args: Optional[List[str]] = None) -> None:
-    """rclpy.init, leaving SIGINT/SIGTERM to spin_until_signal so ROS outlives the signal."""
+def run_node(create_node: Callable[[], N], *, before_shutdown: Callable[[N], None],
+             args: Optional[List[str]] = None) -> int:
+    """
+    Initialise rclpy, create the node and spin it until SIGINT/SIGTERM; return an exit code.
+
+    SIGINT/SIGTERM are left to spin_until_signal, so ROS outlives the signal for
+    `before_shutdown`. A bad parameter or configuration ends the process with its message and
+    exit code 2, having touched nothing.
+    """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = create_node()
+    except (ValueError, ParameterException) as error:
+        print(f'bad configuration: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    return spin_until_signal(node, before_shutdown=lambda: before_shutdown(node))
 
 
 def spin_until_signal(node: Node, *, before_shutdown: Callable[[], None]) -> int:

@@ -240,14 +240,14 @@ class SimRobot:
 
     def change_state(self, node_name: str, transition_id: int, *, timeout_s: float = 30.0) -> bool:
         """Ask a driver for a lifecycle transition; True if it succeeded."""
-        client = self._lifecycle_clients(node_name)[0]
+        client = self._lifecycle_clients[node_name][0]
         request = ChangeState.Request()
         request.transition.id = transition_id
         return call_service(client, request, timeout_s).success
 
     def lifecycle_state(self, node_name: str, *, timeout_s: float = 30.0) -> int:
         """Return the driver's lifecycle state id (lifecycle_msgs/State.PRIMARY_STATE_*)."""
-        client = self._lifecycle_clients(node_name)[1]
+        client = self._lifecycle_clients[node_name][1]
         return call_service(client, GetState.Request(), timeout_s).current_state.id
 
     # --- what the chip shows -------------------------------------------------------------------
@@ -315,13 +315,13 @@ class SimRobot:
             for name, service_type in (('start_session', StartSession),
                                        ('end_session', EndSession),
                                        ('list_sessions', ListSessions))}
-        self._clients_by_node = {}
+        self._lifecycle_clients: Dict[str, tuple] = {}
         for motor in self.motors:
             self._node.create_subscription(
                 TransitionEvent, f'/{motor}/transition_event',
                 lambda m, motor=motor: self.transitions.append(
                     Stamped(time.monotonic_ns(), (motor, m))), 10)
-            self._clients_by_node[motor] = (
+            self._lifecycle_clients[motor] = (
                 self._node.create_client(ChangeState, f'/{motor}/change_state'),
                 self._node.create_client(GetState, f'/{motor}/get_state'))
         self._executor = SingleThreadedExecutor(context=self._context)
@@ -341,6 +341,3 @@ class SimRobot:
         """Publish one session-tagged command, as a client would."""
         self._commands.publish(SessionCommand(session_id=session_id, resource=resource,
                                               value=value))
-
-    def _lifecycle_clients(self, node_name: str):
-        return self._clients_by_node[node_name]

@@ -18,7 +18,7 @@ from std_msgs.msg import Float64
 
 from viam_session.chips import Chip, CHIP_BACKENDS, ChipError, open_chip
 from viam_session.drivers.h_bridge import HBridgeMotor
-from viam_session.node_runner import init_without_signal_handlers, spin_until_signal
+from viam_session.node_runner import run_node
 from viam_session.parameters import declare_float, declare_int, declare_string
 
 __all__ = ['DcMotorDriver', 'main']
@@ -132,9 +132,7 @@ class DcMotorDriver(LifecycleNode):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the driver until SIGINT/SIGTERM; the motor is stopped on every way out."""
-    init_without_signal_handlers(args)
-    node = DcMotorDriver()
-    return spin_until_signal(node, before_shutdown=node.make_safe)
+    return run_node(DcMotorDriver, args=args, before_shutdown=DcMotorDriver.make_safe)
 
 
 if __name__ == '__main__':

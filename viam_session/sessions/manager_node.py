@@ -17,16 +17,15 @@ import math
 import sys
 import threading
 import time
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
-import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
-from viam_session.node_runner import init_without_signal_handlers, spin_until_signal
+from viam_session.node_runner import run_node
 from viam_session.parameters import declare_float, declare_int, declare_string_array
 from viam_session.sessions.actuator_links import ActuatorLink
 from viam_session.sessions.table import (
@@ -226,9 +225,9 @@ class SessionManager(Node):
 
     # --- stopping actuators --------------------------------------------------------------------
 
-    def _stop(self, names: Iterable[str]) -> List[Future]:
-        """Ask every named actuator to deactivate at once; return the pending requests."""
-        futures = []
+    def _stop(self, names: Iterable[str]) -> Dict[str, Future]:
+        """Ask every named actuator to deactivate at once; return the pending requests by name."""
+        futures = {}
         for name in names:
             link = self._links[name]
             link.stopped_by_manager = True
@@ -238,7 +237,7 @@ class SessionManager(Node):
                 continue
             future.add_done_callback(
                 lambda done, name=name: self._log_stop_result(name, done))
-            futures.append(future)
+            futures[name] = future
         return futures
 
     def _log_stop_result(self, name: str, done: Future) -> None:
@@ -257,22 +256,18 @@ class SessionManager(Node):
         if seen():
             return True
         found = Future()
-        deadline = time.monotonic() + self._discovery_timeout_s
-
-        def poll() -> None:
-            if not found.done() and (seen() or time.monotonic() > deadline):
-                found.set_result(seen())
-
-        poller = self.create_timer(DISCOVERY_POLL_S, poll, clock=self._steady_clock,
-                                   callback_group=self._stop_replies)
-        result = await found
-        poller.cancel()
-        self.destroy_timer(poller)
-        return result
+        poller = self.create_timer(
+            DISCOVERY_POLL_S, lambda: found.done() or not seen() or found.set_result(True),
+            clock=self._steady_clock, callback_group=self._stop_replies)
+        try:
+            return await self._bounded(found, self._discovery_timeout_s)
+        finally:
+            poller.cancel()
+            self.destroy_timer(poller)
 
     async def _stop_and_wait(self, names: List[str]) -> List[str]:
         """Stop the actuators and wait (bounded) for them; return the names not confirmed."""
-        futures = dict(zip(names, self._stop(names)))
+        futures = self._stop(names)
         all_done = Future()
 
         def check(_: object = None) -> None:
@@ -281,16 +276,22 @@ class SessionManager(Node):
 
         for future in futures.values():
             future.add_done_callback(check)
-        timeout = self.create_timer(
-            self._stop_timeout_s, lambda: all_done.done() or all_done.set_result(False),
-            clock=self._steady_clock, callback_group=self._stop_replies)
         check()
-        await all_done
-        timeout.cancel()
-        self.destroy_timer(timeout)
+        await self._bounded(all_done, self._stop_timeout_s)
         return [name for name in names
                 if name not in futures or not futures[name].done()
                 or not futures[name].result().success]
+
+    async def _bounded(self, done: Future, timeout_s: float) -> bool:
+        """Await `done` (which callbacks set to True); False once `timeout_s` has passed."""
+        timeout = self.create_timer(
+            timeout_s, lambda: done.done() or done.set_result(False),
+            clock=self._steady_clock, callback_group=self._stop_replies)
+        try:
+            return await done
+        finally:
+            timeout.cancel()
+            self.destroy_timer(timeout)
 
     def _reactivate_then_send(self, link: ActuatorLink, value: float) -> None:
         """Reactivate an actuator this manager stopped, then relay the live session's command."""
@@ -323,7 +324,7 @@ class SessionManager(Node):
         pending = []
         for session in self._table.live():
             owned = sorted(session.owned)
-            pending += self._stop(owned)
+            pending += self._stop(owned).values()
             self._publish_event(session, SessionEvent.CLOSED_BY_ROBOT, reason, owned)
         confirmed = threading.Semaphore(0)
         for future in pending:
@@ -352,15 +353,8 @@ class SessionManager(Node):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the session manager; on SIGINT/SIGTERM it closes every session, stopping actuators."""
-    init_without_signal_handlers(args)
-    try:
-        node = SessionManager()
-    except ValueError as error:
-        print(f'session_manager: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    return spin_until_signal(
-        node, before_shutdown=lambda: node.close_all_sessions('robot shutting down'))
+    return run_node(SessionManager, args=args,
+                    before_shutdown=lambda node: node.close_all_sessions('robot shutting down'))
 
 
 if __name__ == '__main__':

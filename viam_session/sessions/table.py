@@ -85,11 +85,12 @@ class SessionTable:
               resume_session_id: str = '') -> Session:
         """Open a session (or resume a live one of the same client); raise SessionError."""
         if resume_session_id:
-            session = self._find(resume_session_id, 'resume')
+            now = self._clock()
+            session = self._find(resume_session_id, 'resume', now)
             if session.client != client:
                 raise SessionError(
                     f'cannot resume session {resume_session_id}: it belongs to another client')
-            session.last_heartbeat = self._clock()
+            session.last_heartbeat = now
             return session
         window_s = self._window(requested_window_s)
         if len(self._sessions) >= self._limits.max_sessions:
@@ -104,13 +105,14 @@ class SessionTable:
 
     def heartbeat(self, session_id: str) -> Session:
         """Push the session's deadline one window forward; raise SessionError."""
-        session = self._find(session_id, 'heartbeat')
-        session.last_heartbeat = self._clock()
+        now = self._clock()
+        session = self._find(session_id, 'heartbeat', now)
+        session.last_heartbeat = now
         return session
 
     def claim(self, session_id: str, resource: str) -> Optional[str]:
         """Make the session the owner of `resource`; return the previous owner's id, if any."""
-        session = self._find(session_id, 'command')
+        session = self._find(session_id, 'command', self._clock())
         previous = self._owner_of.get(resource)
         if previous is not None and previous != session_id:
             self._sessions[previous].owned.discard(resource)
@@ -120,7 +122,7 @@ class SessionTable:
 
     def end(self, session_id: str) -> StoppedSession:
         """End the session now; raise SessionError if it is not live."""
-        self._find(session_id, 'end')
+        self._find(session_id, 'end', self._clock())
         return self._remove(session_id, 'ended by its client')
 
     def expire_due(self) -> List[StoppedSession]:
@@ -156,10 +158,10 @@ class SessionTable:
                 f'[{limits.min_window_s}, {limits.max_window_s}] s')
         return requested_window_s
 
-    def _find(self, session_id: str, action: str) -> Session:
+    def _find(self, session_id: str, action: str, now: float) -> Session:
         session = self._sessions.get(session_id)
         if session is not None:
-            if session.deadline <= self._clock():
+            if session.deadline <= now:
                 # Past its deadline but not yet swept: it is expired, nothing revives it.
                 raise SessionError(f'{action} refused: session {session_id} has expired')
             return session

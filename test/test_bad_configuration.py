@@ -1,0 +1,26 @@
+"""Executables refuse bad parameters with a clear message and exit code 2, touching nothing."""
+
+import subprocess
+import sys
+
+import pytest
+
+from viam_session.sim_robot import local_ros_environment
+
+
+@pytest.mark.parametrize('module, ros_args, expected', [
+    ('viam_session.drivers.dc_motor', ['-p', 'max_duty:=5.0'], 'max_duty out of range'),
+    ('viam_session.drivers.dc_motor', ['-p', 'chip_backend:=gpiod'], 'chip_backend'),
+    ('viam_session.sessions.manager_node', ['-p', "actuators:=['motor']"],
+     'fully qualified node names'),
+    ('viam_session.sessions.manager_node',
+     ['-p', 'min_window_s:=5.0', '-p', 'default_window_s:=1.0'], 'window bounds'),
+])
+def test_bad_parameter_is_refused(tmp_path, module, ros_args, expected):
+    """A node given a bad parameter exits 2 saying which, before claiming any line."""
+    result = subprocess.run(
+        [sys.executable, '-m', module, '--ros-args', '-p', f'chip:={tmp_path / "chip"}',
+         *ros_args], env=local_ros_environment(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert 'bad configuration' in result.stderr and expected in result.stderr
+    assert not (tmp_path / 'chip').exists()

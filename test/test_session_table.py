@@ -416,3 +416,60 @@ def test_session_past_its_deadline_is_not_revived_before_the_sweep(table, clock,
         else:
             table.start('client-a', resume_session_id=session.session_id)
     assert table.owner_of('motor') is None
+
+
+def test_held_session_has_no_deadline_until_released(table, clock):
+    """A session held alive (liveliness) never expires by time; released, its window restarts."""
+    session = table.start('teleop')
+    table.hold(session.session_id, True)
+    clock.now += 3600.0
+    assert table.expire_due() == [] and table.next_deadline() is None
+    table.hold(session.session_id, False)
+    assert table.next_deadline() == clock.now + 2.0
+    clock.now += 2.0
+    assert [s.session.session_id for s in table.expire_due()] == [session.session_id]
+
+
+def test_expire_stops_what_the_session_owns_and_refuses_it_afterwards(table):
+    """Losing a held session's liveliness expires it now; a second expiry is refused."""
+    session = table.start('teleop')
+    table.hold(session.session_id, True)
+    table.claim(session.session_id, '/left_motor')
+    stopped = table.expire(session.session_id)
+    assert stopped.owned == ['/left_motor'] and stopped.reason.startswith('expired')
+    assert table.owner_of('/left_motor') is None
+    with pytest.raises(SessionError, match='is over, expired'):
+        table.expire(session.session_id)
+
+
+def test_close_remote_keeps_local_sessions(table):
+    """Connectivity loss ends remote sessions only; a client on the robot keeps its session."""
+    remote = table.start('laptop')
+    local = table.start('on-robot planner', remote=False)
+    table.claim(remote.session_id, '/left_motor')
+    table.claim(local.session_id, '/right_motor')
+    closed = table.close_remote('robot lost connectivity')
+    assert [(c.session.session_id, c.owned, c.reason) for c in closed] == [
+        (remote.session_id, ['/left_motor'], 'robot lost connectivity')]
+    assert table.owner_of('/right_motor') == local.session_id
+
+
+def test_close_all_ends_every_session(table):
+    """Shutdown closes local and remote sessions alike."""
+    table.start('laptop')
+    table.start('on-robot planner', remote=False)
+    assert len(table.close_all('robot shutting down')) == 2 and table.live() == []
+
+
+def test_resources_to_stop_spares_actuators_taken_over_since(table):
+    """Stopping an expired session's resources leaves alone what a live session drives now."""
+    old = table.start('laptop')
+    table.claim(old.session_id, '/left_motor')
+    table.claim(old.session_id, '/right_motor')
+    table.end(old.session_id)
+    new = table.start('tablet')
+    table.claim(new.session_id, '/left_motor')
+    assert table.resources_to_stop(old.session_id) == ['/right_motor']
+    assert table.resources_to_stop(new.session_id) == ['/left_motor']
+    with pytest.raises(SessionError, match='unknown session id'):
+        table.resources_to_stop('f' * 32)

@@ -3,18 +3,24 @@ The session table: sessions, heartbeat deadlines and actuator ownership, without
 
 Time comes from an injected clock (seconds, monotonic), so tests drive it by hand. The table
 only decides; the node that wraps it stops the actuators, outside any lock, in parallel.
+
+A session stays alive in one of two ways: heartbeats, each moving its deadline one window
+forward, or a *hold*: while something below the table vouches for the client (the manager uses
+the DDS liveliness of the session's heartbeat writer), the session has no deadline, and when
+that voucher is withdrawn the wrapper expires it at once with `expire`.
 """
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
 import math
 import secrets
-from typing import Callable, Dict, List, Optional, Set
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 __all__ = ['Session', 'SessionError', 'SessionLimits', 'SessionTable', 'StoppedSession']
 
 # How many ended or expired ids the table remembers, to say "expired" rather than "unknown".
 REMEMBERED_ENDED_IDS = 4096
+EXPIRED_REASON = 'expired: no heartbeat for a full window'
 
 
 class SessionError(ValueError):
@@ -51,11 +57,14 @@ class Session:
     window_s: float
     started: float
     last_heartbeat: float
+    remote: bool = True
+    held: bool = False
     owned: Set[str] = field(default_factory=set)
 
     @property
     def deadline(self) -> float:
-        return self.last_heartbeat + self.window_s
+        """Return when the session expires; infinite while it is held alive."""
+        return math.inf if self.held else self.last_heartbeat + self.window_s
 
 
 @dataclass(frozen=True)
@@ -75,15 +84,21 @@ class SessionTable:
         self._limits = limits
         self._sessions: Dict[str, Session] = {}
         self._owner_of: Dict[str, str] = {}
-        self._ended: 'OrderedDict[str, str]' = OrderedDict()
+        # Ended or expired id -> (why, what it owned then), newest last.
+        self._ended: 'OrderedDict[str, Tuple[str, Tuple[str, ...]]]' = OrderedDict()
 
     @property
     def limits(self) -> SessionLimits:
         return self._limits
 
     def start(self, client: str, requested_window_s: float = 0.0,
-              resume_session_id: str = '') -> Session:
-        """Open a session (or resume a live one of the same client); raise SessionError."""
+              resume_session_id: str = '', *, remote: bool = True) -> Session:
+        """
+        Open a session (or resume a live one of the same client); raise SessionError.
+
+        `remote` sessions end when the robot loses connectivity (`close_remote`); a client
+        running on the robot itself opens a local one.
+        """
         if resume_session_id:
             now = self._clock()
             session = self._find(resume_session_id, 'resume', now)
@@ -99,7 +114,7 @@ class SessionTable:
         now = self._clock()
         session_id = secrets.token_hex(16)  # 128 random bits
         session = Session(session_id=session_id, client=client, window_s=window_s,
-                          started=now, last_heartbeat=now)
+                          started=now, last_heartbeat=now, remote=remote)
         self._sessions[session_id] = session
         return session
 
@@ -107,6 +122,19 @@ class SessionTable:
         """Push the session's deadline one window forward; raise SessionError."""
         now = self._clock()
         session = self._find(session_id, 'heartbeat', now)
+        session.last_heartbeat = now
+        return session
+
+    def hold(self, session_id: str, alive: bool) -> Session:
+        """
+        Keep the session alive without a deadline (`alive`), or let its window run again.
+
+        Releasing restarts the window from now, as if a heartbeat had just arrived; the
+        wrapper calls `expire` instead when the release means the client is gone.
+        """
+        now = self._clock()
+        session = self._find(session_id, 'heartbeat', now)
+        session.held = alive
         session.last_heartbeat = now
         return session
 
@@ -125,15 +153,45 @@ class SessionTable:
         self._find(session_id, 'end', self._clock())
         return self._remove(session_id, 'ended by its client')
 
+    def expire(self, session_id: str) -> StoppedSession:
+        """Expire a live session now (its client is known to be gone); raise SessionError."""
+        if session_id not in self._sessions:
+            self._find(session_id, 'expire', self._clock())
+        return self._remove(session_id, EXPIRED_REASON)
+
     def expire_due(self) -> List[StoppedSession]:
         """Remove and return every session whose deadline has passed."""
         now = self._clock()
         due = [sid for sid, session in self._sessions.items() if session.deadline <= now]
-        return [self._remove(sid, 'expired: no heartbeat for a full window') for sid in due]
+        return [self._remove(sid, EXPIRED_REASON) for sid in due]
+
+    def close_remote(self, reason: str) -> List[StoppedSession]:
+        """End every remote session at once (the robot lost connectivity)."""
+        remote = [sid for sid, session in self._sessions.items() if session.remote]
+        return [self._remove(sid, reason) for sid in remote]
+
+    def close_all(self, reason: str) -> List[StoppedSession]:
+        """End every session at once (the robot shuts down)."""
+        return [self._remove(sid, reason) for sid in list(self._sessions)]
+
+    def resources_to_stop(self, session_id: str) -> List[str]:
+        """
+        Return what stopping this session's resources should stop; raise SessionError.
+
+        For a live session, what it owns. For a recently ended or expired one, what it owned
+        then, except actuators another live session has commanded since: those stay on.
+        """
+        session = self._sessions.get(session_id)
+        if session is not None:
+            return sorted(session.owned)
+        if session_id not in self._ended:
+            raise SessionError(f'stop refused: unknown session id {session_id!r}')
+        _, owned = self._ended[session_id]
+        return [name for name in owned if name not in self._owner_of]
 
     def next_deadline(self) -> Optional[float]:
-        """Return the earliest deadline of any live session, or None."""
-        return min((s.deadline for s in self._sessions.values()), default=None)
+        """Return the earliest deadline of any live session not held alive, or None."""
+        return min((s.deadline for s in self._sessions.values() if not s.held), default=None)
 
     def live(self) -> List[Session]:
         return list(self._sessions.values())
@@ -166,8 +224,8 @@ class SessionTable:
                 raise SessionError(f'{action} refused: session {session_id} has expired')
             return session
         if session_id in self._ended:
-            raise SessionError(
-                f'{action} refused: session {session_id} is over, {self._ended[session_id]}')
+            reason, _ = self._ended[session_id]
+            raise SessionError(f'{action} refused: session {session_id} is over, {reason}')
         raise SessionError(f'{action} refused: unknown session id {session_id!r}')
 
     def _remove(self, session_id: str, reason: str) -> StoppedSession:
@@ -175,7 +233,7 @@ class SessionTable:
         owned = sorted(session.owned)
         for resource in owned:
             del self._owner_of[resource]
-        self._ended[session_id] = reason
+        self._ended[session_id] = (reason, tuple(owned))
         while len(self._ended) > REMEMBERED_ENDED_IDS:
             self._ended.popitem(last=False)
         return StoppedSession(session=session, owned=owned, reason=reason)

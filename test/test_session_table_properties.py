@@ -105,7 +105,7 @@ class SessionTableMachine(RuleBasedStateMachine):
 
     @rule(session_id=sessions)
     def stop_resources(self, session_id: str) -> None:
-        """Stopping a session's resources never names an actuator a live session owns."""
+        """Check that stopping a session's resources never names what another session owns."""
         names = self.table.resources_to_stop(session_id)
         owner_ids = {self.table.owner_of(name) for name in names}
         assert owner_ids <= {session_id, None}

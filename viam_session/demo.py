@@ -37,7 +37,6 @@ class Timeline:
 
     window_s: float
     last_heartbeat_sent: float
-    last_heartbeat_received: float
     client_killed: float
     expired: float
     deactivated: float
@@ -45,13 +44,12 @@ class Timeline:
 
     @property
     def stop_latency_minus_window_s(self) -> float:
-        return self.pwm_zero - self.last_heartbeat_received - self.window_s
+        return self.pwm_zero - self.last_heartbeat_sent - self.window_s
 
     def rows(self) -> List[tuple]:
-        origin = self.last_heartbeat_received
+        origin = self.last_heartbeat_sent
         return [
-            ('last heartbeat sent by the client', self.last_heartbeat_sent - origin),
-            ('last heartbeat received by the robot', 0.0),
+            ('last heartbeat sent by the client', 0.0),
             ('client killed (SIGKILL)', self.client_killed - origin),
             ('window elapsed', self.window_s),
             ('session expired (manager)', self.expired - origin),
@@ -92,8 +90,6 @@ def run_once(workdir: Path, window_s: float, run: int, runs: int) -> Timeline:
         return Timeline(
             window_s=window_s,
             last_heartbeat_sent=last_sent['t_ns'] * 1e-9,
-            last_heartbeat_received=(
-                time_to_seconds(expired.message.last_heartbeat) - wall_minus_mono),
             client_killed=client_killed,
             expired=time_to_seconds(expired.message.stamp) - wall_minus_mono,
             deactivated=deactivated.t_ns * 1e-9,
@@ -101,7 +97,7 @@ def run_once(workdir: Path, window_s: float, run: int, runs: int) -> Timeline:
 
 
 def print_timeline(timeline: Timeline) -> None:
-    _say('  timeline (ms from the last heartbeat the robot received):')
+    _say('  timeline (ms from the last heartbeat the client sent):')
     for label, offset_s in timeline.rows():
         _say(f'    {offset_s * 1000:9.1f}  {label}')
     _say(f'  stop latency - window = {timeline.stop_latency_minus_window_s * 1000:.1f} ms')
@@ -115,7 +111,7 @@ def plot(timeline: Timeline, chip_dir: Path, pwm_line: int, path: Path) -> Optio
         import matplotlib.pyplot as pyplot
     except ImportError:
         return None
-    origin = timeline.last_heartbeat_received
+    origin = timeline.last_heartbeat_sent
     changes = [c for c in read_line_changes(chip_dir, pwm_line) if c.kind == 'pwm']
     times = [(c.t_ns * 1e-9 - origin) * 1000 for c in changes]
     duties = [c.value for c in changes]
@@ -126,7 +122,7 @@ def plot(timeline: Timeline, chip_dir: Path, pwm_line: int, path: Path) -> Optio
     for (label, offset_s), color in zip(timeline.rows(), pyplot.cm.tab10.colors):
         axes.axvline(offset_s * 1000, color=color, linestyle='--', label=label)
     axes.set_xlim(min(-300.0, times[-2] if len(times) > 1 else -300.0), end)
-    axes.set_xlabel('ms from the last heartbeat the robot received')
+    axes.set_xlabel('ms from the last heartbeat the client sent')
     axes.set_ylabel('PWM duty')
     late_ms = timeline.stop_latency_minus_window_s * 1000
     axes.set_title(f'Client killed: motor stopped {late_ms:.1f} ms after the '

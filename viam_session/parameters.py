@@ -7,7 +7,14 @@ from rcl_interfaces.msg import (
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-__all__ = ['declare_float', 'declare_int', 'declare_string', 'declare_string_array']
+__all__ = ['declare_bool', 'declare_float', 'declare_int', 'declare_string',
+           'declare_string_array']
+
+
+def declare_bool(node: Node, name: str, default: bool, description: str) -> bool:
+    """Declare a boolean parameter and return its value."""
+    return node.declare_parameter(name, bool(default),
+                                  ParameterDescriptor(description=description)).value
 
 
 def declare_float(node: Node, name: str, default: float, description: str, *,

@@ -31,9 +31,10 @@ from rclpy.signals import SignalHandlerOptions
 
 from viam_session.chips.sim_chip import LineChange, read_line_changes, read_line_values
 from viam_session.service_call import call_service
-from viam_session.sessions.manager_node import EVENTS_QOS, HEARTBEAT_QOS
-from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
-from viam_session_interfaces.srv import EndSession, ListSessions, StartSession
+from viam_session.sessions.manager_node import EVENTS_QOS
+from viam_session_interfaces.msg import Rejection, SessionCommand, SessionEvent
+from viam_session_interfaces.srv import (
+    EndSession, ListSessions, StartSession, StopSessionResources)
 
 __all__ = ['ClientProcess', 'MotorSpec', 'SimRobot', 'Stamped', 'local_ros_environment']
 
@@ -155,7 +156,14 @@ class SimRobot:
 
     def __init__(self, *, workdir: Path,
                  motors: Sequence[MotorSpec] = (MotorSpec('motor', 12, 16),),
-                 default_window_s: float = 2.0, env: Optional[Dict[str, str]] = None) -> None:
+                 default_window_s: float = 2.0, env: Optional[Dict[str, str]] = None,
+                 manager_parameters: Sequence[str] = ()) -> None:
+        """
+        Describe the robot; nothing runs until `start()`.
+
+        `manager_parameters` are extra `name:=value` parameters of the session manager.
+        """
+        self.manager_parameters = list(manager_parameters)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.chip_dir = self.workdir / 'chip'
@@ -175,7 +183,8 @@ class SimRobot:
         """Start every process and bring each motor driver to active."""
         actuators = '[' + ', '.join(f"'{m.node}'" for m in self.motors.values()) + ']'
         self._spawn('session_manager', 'viam_session.sessions.manager_node', [
-            '-p', f'actuators:={actuators}', '-p', f'default_window_s:={self.default_window_s}'])
+            '-p', f'actuators:={actuators}', '-p', f'default_window_s:={self.default_window_s}',
+            *(arg for parameter in self.manager_parameters for arg in ('-p', parameter))])
         for motor in self.motors.values():
             self._spawn(motor.name, 'viam_session.drivers.dc_motor', [
                 '-r', f'__node:={motor.name}', '-p', f'chip:={self.chip_dir}',
@@ -228,10 +237,12 @@ class SimRobot:
     # --- clients -------------------------------------------------------------------------------
 
     def start_client(self, *, resource: str, value: float, window_s: float = 0.0,
-                     name: str = 'session_client', duration_s: float = 0.0) -> ClientProcess:
-        """Start a client process that opens a session and drives `resource` at `value`."""
+                     name: str = 'session_client', duration_s: float = 0.0,
+                     resume: str = '', local: bool = False) -> ClientProcess:
+        """Start a client process that opens (or resumes) a session and drives `resource`."""
         args = ['--name', name, '--resource', resource, '--value', str(value),
-                '--window', str(window_s), '--duration', str(duration_s)]
+                '--window', str(window_s), '--duration', str(duration_s), '--resume', resume,
+                *(['--local'] if local else [])]
         client = ClientProcess(args, self.env, self.workdir / f'client_{len(self._clients)}.log')
         self._clients.append(client)
         return client
@@ -303,8 +314,6 @@ class SimRobot:
         self._node.create_subscription(
             Rejection, '/session_manager/rejections',
             lambda m: self.rejections.append(Stamped(time.monotonic_ns(), m)), 10)
-        self._heartbeats = self._node.create_publisher(
-            Heartbeat, '/session_manager/heartbeat', HEARTBEAT_QOS)
         self._commands = self._node.create_publisher(
             SessionCommand, '/session_manager/command', 10)
         # Created here, before spinning: entities created later from another thread may wait
@@ -314,6 +323,7 @@ class SimRobot:
                                                                  f'/session_manager/{name}')
             for name, service_type in (('start_session', StartSession),
                                        ('end_session', EndSession),
+                                       ('stop_session_resources', StopSessionResources),
                                        ('list_sessions', ListSessions))}
         self._lifecycle_clients: Dict[str, tuple] = {}
         for motor in self.motors:
@@ -332,10 +342,6 @@ class SimRobot:
     def call(self, service_name: str, request: object, *, timeout_s: float = 30.0) -> object:
         """Call a session manager service (e.g. /session_manager/end_session)."""
         return call_service(self._service_clients[service_name], request, timeout_s)
-
-    def send_heartbeat(self, session_id: str, sequence: int = 1) -> None:
-        """Publish one heartbeat for `session_id`, as a client would."""
-        self._heartbeats.publish(Heartbeat(session_id=session_id, sequence=sequence))
 
     def send_command(self, session_id: str, resource: str, value: float) -> None:
         """Publish one session-tagged command, as a client would."""

@@ -37,6 +37,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--resource', required=True,
                         help='actuator to drive, e.g. /left_motor')
     parser.add_argument('--value', type=float, required=True, help='command value, e.g. power')
+    parser.add_argument('--resume', default='',
+                        help='id of a live session of this client name to resume')
+    parser.add_argument('--local', action='store_true',
+                        help='this client runs on the robot: keep the session when the robot '
+                             'loses connectivity')
     parser.add_argument('--duration', type=float, default=0.0,
                         help='end the session cleanly after this many seconds (0: run until '
                              'SIGINT/SIGTERM)')
@@ -51,10 +56,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         finished.set()
 
     client = SessionClient(
-        client_name=args.name, manager=args.manager, window_s=args.window, on_lost=on_lost,
-        on_heartbeat=lambda sequence: _print('heartbeat', sequence=sequence))
+        client_name=args.name, manager=args.manager, window_s=args.window, local=args.local,
+        on_lost=on_lost, on_heartbeat=lambda sequence: _print('heartbeat', sequence=sequence))
     try:
-        session_id = client.start()
+        session_id = client.start(resume_session_id=args.resume)
         _print('started', session_id=session_id, window_s=client.window_s)
         client.command(args.resource, args.value)
         _print('commanded', resource=args.resource, value=args.value)

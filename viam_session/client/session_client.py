@@ -1,29 +1,38 @@
 """
-A session with the robot, kept alive by heartbeats from the client's own executor thread.
+A session with the robot, kept alive from a thread of the client's own.
 
     with SessionClient(client_name='teleop') as session:
         session.command('/left_motor', 0.5)
         ...
 
-Heartbeats go out at a fifth of the window from a thread of their own (not an executor timer),
-so an application that blocks its own loop, or a busy executor, does not starve them. When the
-robot reports the session expired or closed, or refuses a heartbeat, `on_lost(reason)` runs
-once and further commands raise SessionLost.
+Each session has a heartbeat writer of its own (liveliness MANUAL_BY_TOPIC, lease = window,
+on a topic with a random name). A plain thread asserts its liveliness five times per window,
+so an application that blocks its own loop, or a busy executor, does not starve it; DDS checks
+the lease on the robot below Python. When the robot reports the session expired or closed, or
+stops listening to its heartbeats, `on_lost(reason)` runs once and further commands raise
+SessionLost. The session is ended cleanly by `end()`, `close()`, the context manager, or at
+interpreter exit.
 """
 
+import atexit
+import math
 import secrets
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
+from rcl_interfaces.srv import GetParameters
 import rclpy
 from rclpy.context import Context
+from rclpy.event_handler import PublisherEventCallbacks, QoSPublisherMatchedInfo
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.signals import SignalHandlerOptions
 
 from viam_session.service_call import call_service
-from viam_session.sessions.manager_node import EVENTS_QOS, HEARTBEAT_QOS
+from viam_session.sessions.heartbeat_watch import heartbeat_qos
+from viam_session.sessions.manager_node import EVENTS_QOS
 from viam_session.time_convert import duration_to_seconds, seconds_to_duration
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import EndSession, StartSession
@@ -31,6 +40,12 @@ from viam_session_interfaces.srv import EndSession, StartSession
 __all__ = ['HEARTBEATS_PER_WINDOW', 'SessionClient', 'SessionError', 'SessionLost']
 
 HEARTBEATS_PER_WINDOW = 5
+# Until the robot answers the start request, liveliness is asserted this often, so the robot
+# sees the writer alive as soon as it has matched it.
+EARLY_ASSERTION_PERIOD_S = 0.01
+# When the robot stops listening to the heartbeats, its event usually says why within
+# milliseconds; this long the client waits for it before reporting the loss itself.
+UNMATCHED_GRACE_S = 0.5
 
 
 class SessionError(RuntimeError):
@@ -45,12 +60,26 @@ class SessionClient:
     """One session with a robot's session manager, in a ROS context of its own."""
 
     def __init__(self, *, client_name: str, manager: str = '/session_manager',
-                 window_s: float = 0.0,
+                 window_s: float = 0.0, local: bool = False,
                  on_lost: Optional[Callable[[str], None]] = None,
                  on_heartbeat: Optional[Callable[[int], None]] = None,
                  domain_id: Optional[int] = None) -> None:
+        """
+        Prepare a client; nothing is sent until `start()`.
+
+        `window_s` 0 asks for the robot's default window; `local` is for a client running on
+        the robot itself, whose session survives a loss of the robot's connectivity.
+        `on_heartbeat(sequence)` runs after each liveliness assertion, in the heartbeat thread.
+        """
+        if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not (
+                math.isfinite(window_s) and window_s >= 0.0):
+            raise ValueError(f'window_s must be a finite number >= 0, got {window_s!r}')
+        if not client_name:
+            raise ValueError('client_name must not be empty')
         self._client_name = client_name
-        self._requested_window_s = window_s
+        self._manager = manager
+        self._requested_window_s = float(window_s)
+        self._local = local
         self._on_lost = on_lost
         self._on_heartbeat = on_heartbeat
         self._lock = threading.Lock()
@@ -58,8 +87,10 @@ class SessionClient:
         self._window_s = 0.0
         self._sequence = 0
         self._lost_reason: Optional[str] = None
+        self._heartbeat_writer: Optional[Publisher] = None
         self._heartbeats_stopped = threading.Event()
         self._heartbeat_thread: Optional[threading.Thread] = None
+        self._assertion_period_s = EARLY_ASSERTION_PERIOD_S
 
         self._context = Context()
         rclpy.init(context=self._context, domain_id=domain_id,
@@ -68,8 +99,7 @@ class SessionClient:
                           enable_rosout=False, start_parameter_services=False)
         self._start = self._node.create_client(StartSession, f'{manager}/start_session')
         self._end = self._node.create_client(EndSession, f'{manager}/end_session')
-        self._heartbeats = self._node.create_publisher(
-            Heartbeat, f'{manager}/heartbeat', HEARTBEAT_QOS)
+        self._parameters = self._node.create_client(GetParameters, f'{manager}/get_parameters')
         self._commands = self._node.create_publisher(SessionCommand, f'{manager}/command', 10)
         self._node.create_subscription(SessionEvent, f'{manager}/events', self._on_event,
                                        EVENTS_QOS)
@@ -93,30 +123,46 @@ class SessionClient:
         """Why the session is over, or None while it is live (or not started)."""
         return self._lost_reason
 
-    def start(self, *, timeout_s: float = 10.0) -> str:
-        """Open the session and start heartbeats; return the session id."""
-        # A message published before discovery has matched its subscriber is lost: let
-        # discovery of the heartbeat and command topics finish first.
-        self._wait_for_subscribers(time.monotonic() + timeout_s)
+    def start(self, *, resume_session_id: str = '', timeout_s: float = 10.0) -> str:
+        """
+        Open the session (or resume a live one of this client name); return its id.
+
+        Resuming from another process: construct the client with the session's window.
+        """
+        deadline = time.monotonic() + timeout_s
+        if self._heartbeat_writer is not None:
+            raise SessionError('start() was already called; use a new SessionClient')
+        window_s = self._requested_window_s or self._default_window(timeout_s)
+        # A command published before discovery has matched its subscriber is lost: let
+        # discovery of the command topic finish first.
+        self._wait_for_command_subscriber(deadline)
+        topic = f'{self._manager}/heartbeat/{self._node.get_name()}_{secrets.token_hex(4)}'
+        self._heartbeat_writer = self._node.create_publisher(
+            Heartbeat, topic, heartbeat_qos(window_s),
+            event_callbacks=PublisherEventCallbacks(matched=self._on_matched))
+        self._start_heartbeats()
         request = StartSession.Request(
-            client=self._client_name, client_node=self._node.get_fully_qualified_name())
+            client=self._client_name, client_node=self._node.get_fully_qualified_name(),
+            heartbeat_topic=topic, resume_session_id=resume_session_id, local=self._local)
         request.requested_window = seconds_to_duration(self._requested_window_s)
-        response = self._call(self._start, request, timeout_s)
-        if not response.success:
-            raise SessionError(f'robot refused the session: {response.message}')
+        try:
+            response = self._call(self._start, request, max(deadline - time.monotonic(), 0.1))
+            if not response.success:
+                raise SessionError(f'robot refused the session: {response.message}')
+        except SessionError:
+            self._stop_heartbeats()
+            raise
         with self._lock:
             self._session_id = response.session_id
             self._window_s = duration_to_seconds(response.window)
-            self._lost_reason = None
-            self._sequence = 0
-        self._heartbeats_stopped.clear()
-        self._heartbeat_thread = threading.Thread(
-            target=self._heartbeat_loop, name='session_client_heartbeats', daemon=True)
-        self._heartbeat_thread.start()
+            self._assertion_period_s = self._window_s / HEARTBEATS_PER_WINDOW
+        atexit.register(self.close)
         return self._session_id
 
     def command(self, resource: str, value: float) -> None:
         """Send `value` to the actuator `resource` (its fully qualified node name)."""
+        if not math.isfinite(value):
+            raise ValueError(f'command value must be finite, got {value}')
         with self._lock:
             if self._lost_reason is not None:
                 raise SessionLost(f'session is over: {self._lost_reason}')
@@ -126,7 +172,7 @@ class SessionClient:
                                      value=float(value))
         self._commands.publish(message)
 
-    def end(self, *, timeout_s: float = 10.0) -> list:
+    def end(self, *, timeout_s: float = 10.0) -> List[str]:
         """End the session; the robot stops what it owned. Return the stopped actuators."""
         self._stop_heartbeats()
         with self._lock:
@@ -141,7 +187,10 @@ class SessionClient:
         return list(response.stopped_resources)
 
     def close(self) -> None:
-        """End the session if it is live, then stop the client's thread and ROS context."""
+        """End the session if it is live, then stop the client's threads and ROS context."""
+        atexit.unregister(self.close)
+        if not self._context.ok():
+            return
         try:
             if self._session_id and self._lost_reason is None:
                 self.end()
@@ -160,35 +209,54 @@ class SessionClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _wait_for_subscribers(self, deadline: float) -> None:
-        publishers = (self._heartbeats, self._commands)
-        while any(publisher.get_subscription_count() == 0 for publisher in publishers):
+    # --- start ---------------------------------------------------------------------------------
+
+    def _default_window(self, timeout_s: float) -> float:
+        """Ask the session manager for its default window (its `default_window_s` parameter)."""
+        response = self._call(self._parameters, GetParameters.Request(names=['default_window_s']),
+                              timeout_s)
+        if len(response.values) != 1 or response.values[0].double_value <= 0.0:
+            raise SessionError(f'{self._manager} has no default_window_s parameter')
+        return response.values[0].double_value
+
+    def _wait_for_command_subscriber(self, deadline: float) -> None:
+        while self._commands.get_subscription_count() == 0:
             if time.monotonic() > deadline:
-                raise SessionError('the robot does not subscribe to heartbeats and commands')
+                raise SessionError(f'{self._manager} does not subscribe to commands')
             time.sleep(0.005)
 
-    def _heartbeat_loop(self) -> None:
-        period_s = self._window_s / HEARTBEATS_PER_WINDOW
-        self._send_heartbeat()
-        while not self._heartbeats_stopped.wait(period_s):
-            self._send_heartbeat()
+    # --- heartbeats ----------------------------------------------------------------------------
 
-    def _send_heartbeat(self) -> None:
+    def _start_heartbeats(self) -> None:
+        self._heartbeats_stopped.clear()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat_loop, name='session_client_heartbeats', daemon=True)
+        self._heartbeat_thread.start()
+
+    def _heartbeat_loop(self) -> None:
+        self._assert_liveliness()
+        while not self._heartbeats_stopped.wait(self._assertion_period_s):
+            self._assert_liveliness()
+
+    def _assert_liveliness(self) -> None:
         with self._lock:
-            if not self._session_id or self._lost_reason is not None:
+            if self._lost_reason is not None:
                 return
-            self._sequence += 1
-            message = Heartbeat(session_id=self._session_id, sequence=self._sequence)
-        message.sent = self._node.get_clock().now().to_msg()
-        self._heartbeats.publish(message)
-        if self._on_heartbeat is not None:
-            self._on_heartbeat(message.sequence)
+            started = bool(self._session_id)
+            if started:
+                self._sequence += 1
+            sequence = self._sequence
+        self._heartbeat_writer.assert_liveliness()
+        if started and self._on_heartbeat is not None:
+            self._on_heartbeat(sequence)
 
     def _stop_heartbeats(self) -> None:
         self._heartbeats_stopped.set()
         thread = self._heartbeat_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=2.0)
+
+    # --- news from the robot -------------------------------------------------------------------
 
     def _on_event(self, event: SessionEvent) -> None:
         if event.session_id != self._session_id or event.state not in (
@@ -201,9 +269,17 @@ class SessionClient:
         if rejection.session_id == self._session_id and rejection.subject == 'heartbeat':
             self._lose(f'heartbeat refused: {rejection.reason}')
 
+    def _on_matched(self, info: QoSPublisherMatchedInfo) -> None:
+        if info.current_count == 0 and info.current_count_change < 0 and self._session_id:
+            timer = threading.Timer(
+                UNMATCHED_GRACE_S, self._lose,
+                ("the robot stopped listening to this session's heartbeats",))
+            timer.daemon = True
+            timer.start()
+
     def _lose(self, reason: str) -> None:
         with self._lock:
-            if self._lost_reason is not None:
+            if self._lost_reason is not None or not self._session_id:
                 return
             self._lost_reason = reason
         self._stop_heartbeats()

@@ -2,17 +2,23 @@
 The session manager node: wraps SessionTable with ROS services, topics and an expiry timer.
 
 Interface (all under the node's name, default /session_manager):
-- services `~/start_session`, `~/end_session`, `~/list_sessions`;
-- topic `~/heartbeat` (Heartbeat) from clients;
+- services `~/start_session`, `~/end_session`, `~/list_sessions`, `~/stop_session_resources`;
+- one heartbeat topic per session, named by its client in the start request, watched for DDS
+  liveliness by a HeartbeatWatch (see heartbeat_watch.py for why);
 - topic `~/command` (SessionCommand): session-tagged commands, relayed to the actuator's own
   `<actuator>/command` topic after the session is checked and made the actuator's owner;
 - topics `~/events` (SessionEvent, transient-local) and `~/rejections` (Rejection).
 
-On expiry (no heartbeat for a full window) or end, every actuator the session owns is
-deactivated through its lifecycle `change_state` service, all at once. The expiry timer is
-armed for the earliest deadline of any session, so no polling adds latency.
+A session must hear from its heartbeat writer within one window of its start; from then on it
+lives while the writer's liveliness holds and expires the moment DDS reports it lost (one lease,
+that is one window, after the last assertion). On expiry, end or a robot-side connectivity loss,
+every actuator the session owns is deactivated through its lifecycle `change_state` service,
+all at once, unless `automatic_stop` is off: then only events are published and the integrator
+decides, through `~/stop_session_resources`. The expiry timer is armed for the earliest deadline
+of any session that is not held alive, so no polling adds latency.
 """
 
+from dataclasses import dataclass
 import math
 import sys
 import threading
@@ -26,32 +32,41 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
 from viam_session.node_runner import run_node
-from viam_session.parameters import declare_float, declare_int, declare_string_array
+from viam_session.parameters import (
+    declare_bool, declare_float, declare_int, declare_string_array)
 from viam_session.sessions.actuator_links import ActuatorLink
+from viam_session.sessions.connectivity_config import declare_connectivity_watch
+from viam_session.sessions.heartbeat_watch import HeartbeatWatch
 from viam_session.sessions.table import (
-    Session, SessionError, SessionLimits, SessionTable)
+    Session, SessionError, SessionLimits, SessionTable, StoppedSession)
 from viam_session.time_convert import (
     duration_to_seconds, monotonic_to_ros_time, seconds_to_duration)
-from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
-from viam_session_interfaces.msg import SessionInfo
-from viam_session_interfaces.srv import EndSession, ListSessions, StartSession
+from viam_session_interfaces.msg import Rejection, SessionCommand, SessionEvent, SessionInfo
+from viam_session_interfaces.srv import (
+    EndSession, ListSessions, StartSession, StopSessionResources)
 
-__all__ = ['EVENTS_QOS', 'HEARTBEAT_QOS', 'SessionManager', 'main']
+__all__ = ['EVENTS_QOS', 'SessionManager', 'main']
 
-# Heartbeats are periodic and only the newest matters: best effort, so one lost before
-# discovery completes cannot hold the next ones back (reliable delivery is in order, and a
-# lost first sample waits for the writer's repair cycle, seconds in Fast DDS).
-HEARTBEAT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-# How often a start request looks again for the client's publishers in the ROS graph.
+# How often a start request looks again for the client's command publisher in the ROS graph.
 DISCOVERY_POLL_S = 0.01
 # The timer never waits less than this, so a deadline a hair away does not spin the loop.
 MIN_TIMER_DELAY_S = 0.0001
+STATE_NAMES = {SessionEvent.EXPIRED: 'expired', SessionEvent.ENDED: 'ended',
+               SessionEvent.CLOSED_BY_ROBOT: 'closed by robot'}
+
+
+@dataclass
+class _HeartbeatTopic:
+    """What the manager knows of one session's heartbeat topic."""
+
+    session_id: str
+    alive: bool = False
 
 
 class SessionManager(Node):
-    """Sessions, their deadlines, and the actuators they own."""
+    """Sessions, their heartbeats, and the actuators they own."""
 
     def __init__(self, node_name: str = 'session_manager', **kwargs) -> None:
         super().__init__(node_name, **kwargs)
@@ -67,9 +82,14 @@ class SessionManager(Node):
                                        low=0.001, high=3600.0),
             max_sessions=declare_int(self, 'max_sessions', 1024, 'Most sessions at once.',
                                      low=1, high=65536))
+        self._automatic_stop = declare_bool(
+            self, 'automatic_stop', True,
+            "Stop a session's actuators when it expires, ends or is closed by the robot. False "
+            'opts out: events are still published, and the integrator stops actuators through '
+            '~/stop_session_resources.')
         self._discovery_timeout_s = declare_float(
             self, 'discovery_timeout_s', 5.0,
-            "How long a start request waits to discover the client's publishers.",
+            "How long a start request waits to discover the client's command publisher.",
             low=0.1, high=60.0)
         self._stop_timeout_s = declare_float(
             self, 'stop_timeout_s', 1.0, 'How long to wait for an actuator to confirm a stop.',
@@ -79,63 +99,108 @@ class SessionManager(Node):
         bad = [name for name in actuators if not name.startswith('/')]
         if bad:
             raise ValueError(f'actuators must be fully qualified node names (start with /): {bad}')
+        self._connectivity = declare_connectivity_watch(
+            self, on_lost=lambda reason: self._post(self._on_connectivity_lost, reason),
+            on_restored=lambda: self._post(self._on_connectivity_restored))
+        self._connectivity_lost: Optional[str] = None
         self._table = SessionTable(clock=time.monotonic, limits=limits)
         # Start and end await discovery and lifecycle replies; in a group of their own they
-        # never hold back heartbeats, commands or the expiry timer while they wait.
-        self._stop_replies = ReentrantCallbackGroup()
-        self._links = {name: ActuatorLink(self, name, self._stop_replies) for name in actuators}
+        # never hold back commands or the expiry timer while they wait.
+        self._waiting = ReentrantCallbackGroup()
+        self._links = {name: ActuatorLink(self, name, self._waiting) for name in actuators}
+        self._heartbeat_topics: Dict[str, _HeartbeatTopic] = {}
+        self._watch = HeartbeatWatch(
+            context=self.context, node_name=f'{self.get_name()}_heartbeats',
+            namespace=self.get_namespace(), post=self._post,
+            on_liveliness=self._on_liveliness, on_incompatible=self._on_incompatible)
 
         self._events = self.create_publisher(SessionEvent, '~/events', EVENTS_QOS)
         self._rejections = self.create_publisher(Rejection, '~/rejections', 10)
         self.create_service(StartSession, '~/start_session', self._on_start,
-                            callback_group=self._stop_replies)
+                            callback_group=self._waiting)
         self.create_service(EndSession, '~/end_session', self._on_end,
-                            callback_group=self._stop_replies)
+                            callback_group=self._waiting)
+        self.create_service(StopSessionResources, '~/stop_session_resources',
+                            self._on_stop_resources, callback_group=self._waiting)
         self.create_service(ListSessions, '~/list_sessions', self._on_list)
-        heartbeats = self.create_subscription(
-            Heartbeat, '~/heartbeat', self._on_heartbeat, HEARTBEAT_QOS)
         commands = self.create_subscription(SessionCommand, '~/command', self._on_command, 100)
-        self._client_topics = (heartbeats.topic_name, commands.topic_name)
+        self._command_topic = commands.topic_name
 
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self._expiry_timer = self.create_timer(
             3600.0, self._on_expiry_timer, clock=self._steady_clock, autostart=False)
         self._expiry_armed_for: Optional[float] = None
+        if self._connectivity is not None:
+            # Started from the executor, so that its first report has an executor to go to.
+            self._start_connectivity = self.create_timer(0.0, self._start_connectivity_watch)
         self.get_logger().info(
             f'managing {len(self._links)} actuator(s) {sorted(self._links)}; window '
             f'{limits.default_window_s} s (bounds [{limits.min_window_s}, '
-            f'{limits.max_window_s}] s), at most {limits.max_sessions} sessions')
+            f'{limits.max_window_s}] s), at most {limits.max_sessions} sessions; automatic '
+            f'stop {"on" if self._automatic_stop else "OFF (opt-out)"}')
+
+    def destroy_node(self) -> None:
+        """Stop the connectivity and heartbeat watches, then the node."""
+        if self._connectivity is not None:
+            self._connectivity.stop()
+        self._watch.close()
+        super().destroy_node()
 
     # --- services ------------------------------------------------------------------------------
 
     async def _on_start(self, request: StartSession.Request,
                         response: StartSession.Response) -> StartSession.Response:
         client = request.client or 'unnamed client'
-        if request.client_node and not await self._discovered(request.client_node):
-            response.success = False
-            response.message = (
-                f'the robot did not discover the heartbeat and command publishers of '
-                f'{request.client_node} within {self._discovery_timeout_s} s')
-            self.get_logger().warning(f'start refused for {client}: {response.message}')
-            return response
         try:
-            session = self._table.start(
-                client, duration_to_seconds(request.requested_window), request.resume_session_id)
+            session = await self._open(request, client)
         except SessionError as error:
             response.success, response.message = False, str(error)
             self.get_logger().warning(f'start refused for {client}: {error}')
             return response
-        resumed = bool(request.resume_session_id)
         response.success = True
-        response.message = 'resumed' if resumed else 'started'
+        response.message = 'resumed' if request.resume_session_id else 'started'
         response.session_id = session.session_id
         response.window = seconds_to_duration(session.window_s)
         self._publish_event(session, SessionEvent.STARTED, response.message, sorted(session.owned))
         self.get_logger().info(
             f'session {session.session_id} {response.message} for {client}, '
-            f'window {session.window_s} s')
-        self._arm_expiry_timer()
+            f'window {session.window_s} s, heartbeats on {request.heartbeat_topic}')
         return response
+
+    async def _open(self, request: StartSession.Request, client: str) -> Session:
+        """Check, wait for discovery, then start or resume the session; raise SessionError."""
+        topic = request.heartbeat_topic
+        if not topic:
+            raise SessionError('heartbeat_topic is required (see StartSession.srv)')
+        if self._connectivity_lost is not None and not request.local:
+            raise SessionError(f'the robot has lost connectivity ({self._connectivity_lost}); '
+                               'only local sessions may start')
+        resume_id = request.resume_session_id
+        window_s = self._table.window_for(
+            client, duration_to_seconds(request.requested_window), resume_id)
+        known = self._heartbeat_topics.get(topic)
+        if known is not None and known.session_id != resume_id:
+            raise SessionError(f'heartbeat topic {topic} belongs to another session')
+        if request.client_node and not await self._discovered(request.client_node):
+            raise SessionError(
+                f'the robot did not discover the command publisher of {request.client_node} '
+                f'within {self._discovery_timeout_s} s')
+        try:
+            self._watch.watch(topic, window_s)
+        except ValueError as error:
+            raise SessionError(str(error)) from error
+        try:
+            # Checked again: the session may have expired while discovery was awaited.
+            session = self._table.start(
+                client, duration_to_seconds(request.requested_window), resume_id,
+                remote=not request.local)
+        except SessionError:
+            if known is None:
+                self._watch.unwatch(topic)
+            raise
+        self._attach_heartbeat_topic(session, topic)
+        self._arm_expiry_timer()
+        return session
 
     async def _on_end(self, request: EndSession.Request,
                       response: EndSession.Response) -> EndSession.Response:
@@ -144,31 +209,96 @@ class SessionManager(Node):
         except SessionError as error:
             response.success, response.message = False, str(error)
             return response
-        failed = await self._stop_and_wait(stopped.owned)
+        self._detach_heartbeat_topic(request.session_id)
+        failed: List[str] = []
+        if self._automatic_stop:
+            failed = await self._stop_and_wait(stopped.owned)
+            response.stopped_resources = [name for name in stopped.owned if name not in failed]
         self._publish_event(stopped.session, SessionEvent.ENDED, stopped.reason, stopped.owned)
-        response.stopped_resources = [name for name in stopped.owned if name not in failed]
         response.success = not failed
         response.message = 'ended' if not failed else f'ended; could not stop {failed}'
-        self.get_logger().info(f'session {request.session_id} ended, stopped {stopped.owned}')
+        self.get_logger().info(f'session {request.session_id} ended, stopped '
+                               f'{list(response.stopped_resources)}')
+        return response
+
+    async def _on_stop_resources(
+            self, request: StopSessionResources.Request,
+            response: StopSessionResources.Response) -> StopSessionResources.Response:
+        try:
+            names = self._table.resources_to_stop(request.session_id)
+        except SessionError as error:
+            response.success, response.message = False, str(error)
+            return response
+        failed = await self._stop_and_wait(names)
+        response.stopped_resources = [name for name in names if name not in failed]
+        response.success = not failed
+        response.message = 'stopped' if not failed else f'could not stop {failed}'
+        self.get_logger().info(
+            f'stopped {list(response.stopped_resources)} of session {request.session_id} '
+            'on request')
         return response
 
     def _on_list(self, request: ListSessions.Request,
                  response: ListSessions.Response) -> ListSessions.Response:
+        topic_of = {state.session_id: topic for topic, state in self._heartbeat_topics.items()}
         response.sessions = [
             SessionInfo(session_id=s.session_id, client=s.client,
                         window=seconds_to_duration(s.window_s),
                         last_heartbeat=monotonic_to_ros_time(s.last_heartbeat),
-                        owned_resources=sorted(s.owned))
+                        owned_resources=sorted(s.owned),
+                        heartbeat_topic=topic_of.get(s.session_id, ''), local=not s.remote)
             for s in self._table.live()]
         return response
 
-    # --- topics --------------------------------------------------------------------------------
+    # --- heartbeats ----------------------------------------------------------------------------
 
-    def _on_heartbeat(self, message: Heartbeat) -> None:
+    def _post(self, callback, *args: object) -> None:
+        """Run `callback(*args)` on this node's executor thread (safe from any thread)."""
+        executor = self.executor
+        if executor is not None:
+            executor.create_task(callback, *args)
+
+    def _attach_heartbeat_topic(self, session: Session, topic: str) -> None:
+        """Make `topic` the session's heartbeat topic, replacing an earlier one (resume)."""
+        for old_topic, state in list(self._heartbeat_topics.items()):
+            if state.session_id == session.session_id and old_topic != topic:
+                self._watch.unwatch(old_topic)
+                del self._heartbeat_topics[old_topic]
+        state = self._heartbeat_topics.setdefault(topic, _HeartbeatTopic(session.session_id))
+        if state.alive:
+            self._table.hold(session.session_id, True)
+
+    def _detach_heartbeat_topic(self, session_id: str) -> None:
+        for topic, state in list(self._heartbeat_topics.items()):
+            if state.session_id == session_id:
+                self._watch.unwatch(topic)
+                del self._heartbeat_topics[topic]
+
+    def _on_liveliness(self, topic: str, alive: bool) -> None:
+        state = self._heartbeat_topics.get(topic)
+        if state is None:
+            return  # a topic that was replaced or whose session is over
+        state.alive = alive
+        if alive:
+            try:
+                self._table.hold(state.session_id, True)
+            except SessionError:
+                pass  # past its deadline already: the expiry timer is about to take it
+            return
         try:
-            self._table.heartbeat(message.session_id)
-        except SessionError as error:
-            self._reject(message.session_id, 'heartbeat', str(error))
+            stopped = self._table.expire(state.session_id)
+        except SessionError:
+            return
+        self._finish(stopped, SessionEvent.EXPIRED)
+
+    def _on_incompatible(self, topic: str, policy: str) -> None:
+        state = self._heartbeat_topics.get(topic)
+        if state is not None:
+            self._reject(state.session_id, 'heartbeat',
+                         f'the heartbeat writer on {topic} cannot match: incompatible QoS '
+                         f'{policy} (reliable, liveliness MANUAL_BY_TOPIC, lease <= window)')
+
+    # --- topics --------------------------------------------------------------------------------
 
     def _on_command(self, message: SessionCommand) -> None:
         link = self._links.get(message.resource)
@@ -193,7 +323,7 @@ class SessionManager(Node):
         else:
             link.send(message.value)
 
-    # --- expiry --------------------------------------------------------------------------------
+    # --- expiry, connectivity, shutdown --------------------------------------------------------
 
     def _arm_expiry_timer(self) -> None:
         """Arm the timer for the earliest deadline, unless it is armed for an earlier one."""
@@ -215,13 +345,56 @@ class SessionManager(Node):
         self._expiry_timer.cancel()
         self._expiry_armed_for = None
         for stopped in self._table.expire_due():
-            self._stop(stopped.owned)
-            self._publish_event(
-                stopped.session, SessionEvent.EXPIRED, stopped.reason, stopped.owned)
-            self.get_logger().warning(
-                f'session {stopped.session.session_id} of {stopped.session.client} expired '
-                f'({stopped.session.window_s} s without a heartbeat); stopping {stopped.owned}')
+            self._finish(stopped, SessionEvent.EXPIRED)
         self._arm_expiry_timer()
+
+    def _start_connectivity_watch(self) -> None:
+        self.destroy_timer(self._start_connectivity)
+        self._connectivity.start()
+
+    def _on_connectivity_lost(self, reason: str) -> None:
+        self._connectivity_lost = reason
+        self.get_logger().error(f'robot lost connectivity: {reason}; closing remote sessions')
+        for stopped in self._table.close_remote(f'robot lost connectivity: {reason}'):
+            self._finish(stopped, SessionEvent.CLOSED_BY_ROBOT)
+
+    def _on_connectivity_restored(self) -> None:
+        self._connectivity_lost = None
+        self.get_logger().info('robot connectivity restored; remote sessions may start again')
+
+    def _finish(self, stopped: StoppedSession, state: int) -> None:
+        """Stop what a session that is over owned (unless opted out) and publish the event."""
+        session = stopped.session
+        self._detach_heartbeat_topic(session.session_id)
+        if self._automatic_stop:
+            self._stop(stopped.owned)
+        self._publish_event(session, state, stopped.reason, stopped.owned)
+        action = 'stopping' if self._automatic_stop else 'automatic stop is off, not stopping'
+        self.get_logger().warning(
+            f'session {session.session_id} of {session.client} {STATE_NAMES[state]} '
+            f'({stopped.reason}); {action} {stopped.owned}')
+
+    def close_all_sessions(self, reason: str) -> None:
+        """
+        Close every session, tell clients `closed by robot` and stop what they owned.
+
+        Called on shutdown from outside the executor thread while it still spins; waits
+        (bounded) for the actuators to confirm.
+        """
+        pending = []
+        for stopped in self._table.close_all(reason):
+            if self._automatic_stop:
+                pending += self._stop(stopped.owned).values()
+            self._publish_event(stopped.session, SessionEvent.CLOSED_BY_ROBOT, reason,
+                                stopped.owned)
+        confirmed = threading.Semaphore(0)
+        for future in pending:
+            future.add_done_callback(lambda _: confirmed.release())
+        deadline = time.monotonic() + self._stop_timeout_s
+        for _ in pending:
+            if not confirmed.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+                self.get_logger().error('not every actuator confirmed its stop on shutdown')
+                break
 
     # --- stopping actuators --------------------------------------------------------------------
 
@@ -246,19 +419,17 @@ class SessionManager(Node):
             self.get_logger().warning(f'{name} refused to deactivate (was it already inactive?)')
 
     async def _discovered(self, client_node: str) -> bool:
-        """Wait (bounded) until this node knows the client's heartbeat and command writers."""
+        """Wait (bounded) until this node knows the client's command writer."""
         def seen() -> bool:
-            return all(
-                any(f'{info.node_namespace.rstrip("/")}/{info.node_name}' == client_node
-                    for info in self.get_publishers_info_by_topic(topic))
-                for topic in self._client_topics)
+            return any(f'{info.node_namespace.rstrip("/")}/{info.node_name}' == client_node
+                       for info in self.get_publishers_info_by_topic(self._command_topic))
 
         if seen():
             return True
         found = Future()
         poller = self.create_timer(
             DISCOVERY_POLL_S, lambda: found.done() or not seen() or found.set_result(True),
-            clock=self._steady_clock, callback_group=self._stop_replies)
+            clock=self._steady_clock, callback_group=self._waiting)
         try:
             return await self._bounded(found, self._discovery_timeout_s)
         finally:
@@ -286,7 +457,7 @@ class SessionManager(Node):
         """Await `done` (which callbacks set to True); False once `timeout_s` has passed."""
         timeout = self.create_timer(
             timeout_s, lambda: done.done() or done.set_result(False),
-            clock=self._steady_clock, callback_group=self._stop_replies)
+            clock=self._steady_clock, callback_group=self._waiting)
         try:
             return await done
         finally:
@@ -313,27 +484,6 @@ class SessionManager(Node):
                     link.send(link.pending_value)
 
         future.add_done_callback(on_activated)
-
-    def close_all_sessions(self, reason: str) -> None:
-        """
-        Stop every session's actuators and tell clients `closed by robot` (on shutdown).
-
-        Called from outside the executor thread while it still spins; waits (bounded) for the
-        actuators to confirm.
-        """
-        pending = []
-        for session in self._table.live():
-            owned = sorted(session.owned)
-            pending += self._stop(owned).values()
-            self._publish_event(session, SessionEvent.CLOSED_BY_ROBOT, reason, owned)
-        confirmed = threading.Semaphore(0)
-        for future in pending:
-            future.add_done_callback(lambda _: confirmed.release())
-        deadline = time.monotonic() + self._stop_timeout_s
-        for _ in pending:
-            if not confirmed.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
-                self.get_logger().error('not every actuator confirmed its stop on shutdown')
-                break
 
     # --- helpers -------------------------------------------------------------------------------
 

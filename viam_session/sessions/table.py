@@ -99,24 +99,32 @@ class SessionTable:
         `remote` sessions end when the robot loses connectivity (`close_remote`); a client
         running on the robot itself opens a local one.
         """
+        window_s = self.window_for(client, requested_window_s, resume_session_id)
+        now = self._clock()
         if resume_session_id:
-            now = self._clock()
-            session = self._find(resume_session_id, 'resume', now)
-            if session.client != client:
-                raise SessionError(
-                    f'cannot resume session {resume_session_id}: it belongs to another client')
+            session = self._sessions[resume_session_id]
             session.last_heartbeat = now
             return session
-        window_s = self._window(requested_window_s)
-        if len(self._sessions) >= self._limits.max_sessions:
-            raise SessionError(
-                f'too many sessions: the robot allows at most {self._limits.max_sessions}')
-        now = self._clock()
         session_id = secrets.token_hex(16)  # 128 random bits
         session = Session(session_id=session_id, client=client, window_s=window_s,
                           started=now, last_heartbeat=now, remote=remote)
         self._sessions[session_id] = session
         return session
+
+    def window_for(self, client: str, requested_window_s: float = 0.0,
+                   resume_session_id: str = '') -> float:
+        """Return the window `start` would grant now, or raise SessionError as it would."""
+        if resume_session_id:
+            session = self._find(resume_session_id, 'resume', self._clock())
+            if session.client != client:
+                raise SessionError(
+                    f'cannot resume session {resume_session_id}: it belongs to another client')
+            return session.window_s
+        window_s = self._window(requested_window_s)
+        if len(self._sessions) >= self._limits.max_sessions:
+            raise SessionError(
+                f'too many sessions: the robot allows at most {self._limits.max_sessions}')
+        return window_s
 
     def heartbeat(self, session_id: str) -> Session:
         """Push the session's deadline one window forward; raise SessionError."""
@@ -155,8 +163,11 @@ class SessionTable:
 
     def expire(self, session_id: str) -> StoppedSession:
         """Expire a live session now (its client is known to be gone); raise SessionError."""
-        if session_id not in self._sessions:
-            self._find(session_id, 'expire', self._clock())
+        now = self._clock()
+        session = self._sessions.get(session_id) or self._find(session_id, 'expire', now)
+        if session.held:
+            # Liveliness is lost one window after the last heartbeat: the best estimate.
+            session.last_heartbeat = max(session.last_heartbeat, now - session.window_s)
         return self._remove(session_id, EXPIRED_REASON)
 
     def expire_due(self) -> List[StoppedSession]:

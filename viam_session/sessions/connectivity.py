@@ -26,8 +26,8 @@ transition.
 What netlink gives, measured on Linux 6.18 with veth pairs: an interface taken down here
 (admin down) is announced at once (about 2 ms from `ip link set down` to `on_lost`), but a lost
 carrier (the peer or the cable gone) is announced by the kernel's link watch, which batches
-such events at most once a second for the whole machine: 0.45 to 1 s. The `carrier` file
-changes at once, so a short `interface_period_s` bounds that case.
+such events at most once a second for the whole machine: 0.15 to 0.97 s measured. The `carrier`
+file changes at once, so a short `interface_period_s` bounds that case (6 to 20 ms at 0.02 s).
 """
 
 import errno

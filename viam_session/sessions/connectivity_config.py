@@ -32,7 +32,11 @@ def declare_connectivity_watch(node: Node, *, on_lost: Callable[[str], None],
         "A 'host:port' the robot must reach over TCP; when it cannot, every remote session "
         'ends. Empty: no probe.')
     period_s = declare_float(node, 'connectivity_period_s', 0.5,
-                             'How often the connectivity checks run.', low=0.01, high=60.0)
+                             'How often the reachability probe runs.', low=0.01, high=60.0)
+    interface_period_s = declare_float(
+        node, 'connectivity_interface_period_s', 0.05,
+        'How often the interfaces are read (two sysfs reads each; the kernel batches its link '
+        'notifications up to a second, so they alone are too slow).', low=0.005, high=60.0)
     timeout_s = declare_float(node, 'connectivity_probe_timeout_s', 0.5,
                               'How long one reachability probe may take.', low=0.01, high=60.0)
     failures = declare_int(
@@ -45,4 +49,5 @@ def declare_connectivity_watch(node: Node, *, on_lost: Callable[[str], None],
     if not checks:
         return None
     return ConnectivityWatch(checks=checks, period_s=period_s, on_lost=on_lost,
-                             on_restored=on_restored, failures_before_lost=failures)
+                             on_restored=on_restored, failures_before_lost=failures,
+                             interface_period_s=interface_period_s)

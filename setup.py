@@ -28,6 +28,7 @@ setup(
             'session_manager = viam_session.sessions.manager_node:main',
             'dc_motor_driver = viam_session.drivers.dc_motor:main',
             'session_client = viam_session.client.cli:main',
+            'viam-session = viam_session.client.operator_cli:main',
             'demo = viam_session.demo:main',
         ],
     },

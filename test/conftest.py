@@ -19,8 +19,13 @@ for _ in range(os.getpid() % 100):
     next(_domains)
 
 
+def next_domain() -> int:
+    """Return a ROS domain id no recent test of this run has used."""
+    return next(_domains)
+
+
 def _robot(tmp_path: Path, **kwargs) -> Iterator[SimRobot]:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(next(_domains)))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain()))
     robot = SimRobot(workdir=tmp_path, env=env, **kwargs)
     try:
         robot.start()

@@ -268,6 +268,11 @@ class SimRobot:
         change = read_line_values(self.chip_dir).get(self.motors[motor].pwm_line)
         return change.value if change is not None and change.kind == 'pwm' else 0.0
 
+    def chip_changes(self, motor: str) -> List[LineChange]:
+        """Return every PWM change of the motor's line so far, oldest first."""
+        line = self.motors[motor].pwm_line
+        return [c for c in read_line_changes(self.chip_dir, line) if c.kind == 'pwm']
+
     def wait_for_duty(self, motor: str, predicate: Callable[[float], bool], *,
                       after_ns: int = 0, timeout_s: float = 30.0) -> LineChange:
         """Wait for a PWM change of the motor after `after_ns` whose duty meets `predicate`."""

@@ -45,7 +45,7 @@ from viam_session_interfaces.msg import Rejection, SessionCommand, SessionEvent,
 from viam_session_interfaces.srv import (
     EndSession, ListSessions, StartSession, StopSessionResources)
 
-__all__ = ['EVENTS_QOS', 'SessionManager', 'main']
+__all__ = ['EVENTS_QOS', 'SessionManager', 'STATE_NAMES', 'main']
 
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -53,8 +53,8 @@ EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
 DISCOVERY_POLL_S = 0.01
 # The timer never waits less than this, so a deadline a hair away does not spin the loop.
 MIN_TIMER_DELAY_S = 0.0001
-STATE_NAMES = {SessionEvent.EXPIRED: 'expired', SessionEvent.ENDED: 'ended',
-               SessionEvent.CLOSED_BY_ROBOT: 'closed by robot'}
+STATE_NAMES = {SessionEvent.STARTED: 'started', SessionEvent.EXPIRED: 'expired',
+               SessionEvent.ENDED: 'ended', SessionEvent.CLOSED_BY_ROBOT: 'closed by robot'}
 
 
 @dataclass

@@ -1,0 +1,187 @@
+"""
+Session semantics end to end: ownership hand-over, resume, opt-out, bad requests, operator CLI.
+
+Real processes, real DDS; the motors' PWM is read from the simulated chip.
+"""
+
+import math
+import os
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+from builtin_interfaces.msg import Duration
+from lifecycle_msgs.msg import State
+import pytest
+
+from viam_session.client import SessionClient
+from viam_session.sim_robot import SimRobot
+from viam_session_interfaces.msg import SessionEvent
+from viam_session_interfaces.srv import ListSessions, StartSession, StopSessionResources
+
+from conftest import next_domain  # noqa: I100 - the tests' own helper
+
+
+@pytest.fixture
+def opt_out_robot(tmp_path: Path):
+    """One motor, window 0.5 s, automatic stopping switched off."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain()))
+    with SimRobot(workdir=tmp_path, env=env, default_window_s=0.5,
+                  manager_parameters=['automatic_stop:=false', 'max_sessions:=2']) as robot:
+        yield robot
+
+
+def _listed(robot: SimRobot) -> list:
+    response = robot.call('/session_manager/list_sessions', ListSessions.Request())
+    return [(s.session_id, list(s.owned_resources)) for s in response.sessions]
+
+
+def test_ownership_passes_to_the_latest_commander(robot):
+    """A takes over B's motor; A's expiry leaves it running; B's expiry stops it."""
+    first = robot.start_client(resource='/motor', value=0.3, name='first')
+    first_id = first.wait_for('started')['session_id']
+    robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.3))
+    second = robot.start_client(resource='/motor', value=0.6, name='second')
+    second_id = second.wait_for('started')['session_id']
+    taken = robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.6))
+    assert sorted(_listed(robot)) == sorted([(first_id, []), (second_id, ['/motor'])])
+
+    first.kill()
+    expired = robot.wait_for_event(first_id, SessionEvent.EXPIRED)
+    assert list(expired.message.owned_resources) == []
+    sequence = second.last('heartbeat')['sequence']
+    second.lines.wait_for(lambda line: line.get('sequence', 0) >= sequence + 5, 30,
+                          'another window of heartbeats')
+    assert robot.duty('motor') == pytest.approx(0.6)
+    assert robot.lifecycle_state('motor') == State.PRIMARY_STATE_ACTIVE
+
+    second.kill()
+    expired = robot.wait_for_event(second_id, SessionEvent.EXPIRED)
+    assert list(expired.message.owned_resources) == ['/motor']
+    robot.wait_for_duty('motor', lambda duty: duty == 0.0, after_ns=taken.t_ns)
+
+
+def test_session_that_commanded_nothing_stops_nothing(robot):
+    """Expiry touches only what the session owns: here nothing, so no lifecycle transition."""
+    with SessionClient(client_name='idle', window_s=0.2,
+                       domain_id=int(robot.env['ROS_DOMAIN_ID'])) as idle:
+        session_id = idle.session_id
+        driver = robot.start_client(resource='/motor', value=0.5, name='driver')
+        driver.wait_for('started')
+        running = robot.wait_for_duty('motor', lambda duty: duty > 0.0)
+        idle._stop_heartbeats()  # the idle client falls silent, as if its link dropped
+        robot.wait_for_event(session_id, SessionEvent.EXPIRED)
+        assert robot.lifecycle_state('motor') == State.PRIMARY_STATE_ACTIVE
+        assert robot.duty('motor') == pytest.approx(0.5)
+        assert not [t for t in robot.transitions.snapshot() if t.t_ns > running.t_ns]
+
+
+def test_resume_inside_the_window_keeps_the_motor_running(tmp_path):
+    """A restarted client resumes its session within the window; after the window it cannot."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain()))
+    with SimRobot(workdir=tmp_path, env=env, default_window_s=5.0) as robot:
+        first = robot.start_client(resource='/motor', value=0.4, name='rover')
+        session_id = first.wait_for('started')['session_id']
+        running = robot.wait_for_duty('motor', lambda duty: duty > 0.0)
+        first.kill()
+        again = robot.start_client(resource='/motor', value=0.5, name='rover',
+                                   resume=session_id, window_s=5.0)
+        assert again.wait_for('started')['session_id'] == session_id
+        robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.5))
+        assert [s for s in robot.events.snapshot()
+                if s.message.state == SessionEvent.EXPIRED] == []
+        assert all(c.value > 0.0 for c in robot.chip_changes('motor') if c.t_ns > running.t_ns)
+
+        again.kill()
+        robot.wait_for_event(session_id, SessionEvent.EXPIRED)
+        late = robot.start_client(resource='/motor', value=0.5, name='rover',
+                                  resume=session_id, window_s=5.0)
+        refused = late.wait_for('error')
+        assert 'expired' in refused['reason']
+        assert robot.duty('motor') == 0.0
+
+
+def test_another_client_cannot_resume_a_session(robot):
+    """Resuming needs the id and the same client name; another name is refused."""
+    owner = robot.start_client(resource='/motor', value=0.4, name='owner')
+    session_id = owner.wait_for('started')['session_id']
+    thief = robot.start_client(resource='/motor', value=-1.0, name='thief', resume=session_id)
+    assert 'belongs to another client' in thief.wait_for('error')['reason']
+    assert robot.duty('motor') == pytest.approx(0.4)
+
+
+def test_opt_out_stops_nothing_until_asked(opt_out_robot):
+    """With automatic_stop off an expiry is reported, the motor runs on, and stop stops it."""
+    robot = opt_out_robot
+    client = robot.start_client(resource='/motor', value=0.7)
+    session_id = client.wait_for('started')['session_id']
+    running = robot.wait_for_duty('motor', lambda duty: duty > 0.0)
+    client.kill()
+    expired = robot.wait_for_event(session_id, SessionEvent.EXPIRED)
+    assert list(expired.message.owned_resources) == ['/motor']
+    assert robot.lifecycle_state('motor') == State.PRIMARY_STATE_ACTIVE
+    assert robot.duty('motor') == pytest.approx(0.7)
+
+    asked_ns = time.monotonic_ns()
+    response = robot.call('/session_manager/stop_session_resources',
+                          StopSessionResources.Request(session_id=session_id))
+    assert response.success, response.message
+    assert list(response.stopped_resources) == ['/motor']
+    stopped = robot.wait_for_transition('motor', State.PRIMARY_STATE_INACTIVE,
+                                        after_ns=running.t_ns)
+    assert stopped.t_ns > asked_ns, 'the motor was stopped before anyone asked'
+    assert robot.duty('motor') == 0.0
+
+
+@pytest.mark.parametrize('topic, reason', [
+    ('', 'heartbeat_topic is required'),
+    ('/not a topic!', 'bad heartbeat topic'),
+])
+def test_bad_start_requests_are_refused(robot, topic, reason):
+    """A start without a usable heartbeat topic is refused and starts nothing."""
+    response = robot.call('/session_manager/start_session',
+                          StartSession.Request(client='careless', heartbeat_topic=topic))
+    assert not response.success and reason in response.message
+    assert _listed(robot) == []
+
+
+def test_one_session_more_than_the_maximum_is_refused(opt_out_robot):
+    """With max_sessions 2, a third start is refused with the limit in the reason."""
+    robot = opt_out_robot
+    for index in range(2):
+        request = StartSession.Request(client=f'c{index}', heartbeat_topic=f'/hb/c{index}')
+        request.requested_window = Duration(sec=60)
+        assert robot.call('/session_manager/start_session', request).success
+    request = StartSession.Request(client='c2', heartbeat_topic='/hb/c2')
+    response = robot.call('/session_manager/start_session', request)
+    assert not response.success and 'at most 2' in response.message
+
+
+@pytest.mark.parametrize('window_s', [math.nan, math.inf, -1.0])
+def test_client_library_refuses_a_bad_window(window_s):
+    """NaN, infinite and negative windows are refused before anything is sent."""
+    with pytest.raises(ValueError, match='window_s'):
+        SessionClient(client_name='bad', window_s=window_s)
+
+
+def test_operator_cli_lists_and_ends_a_session(robot):
+    """`viam-session list` shows a live session; `viam-session end` ends it, stopping its motor."""
+    client = robot.start_client(resource='/motor', value=0.5)
+    session_id = client.wait_for('started')['session_id']
+    robot.wait_for_duty('motor', lambda duty: duty > 0.0)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, '-m', 'viam_session.client.operator_cli', *args], env=robot.env,
+            capture_output=True, text=True, timeout=60)
+
+    listed = cli('list')
+    assert listed.returncode == 0, listed.stderr
+    assert session_id in listed.stdout and 'owns /motor' in listed.stdout
+    ended = cli('end', session_id)
+    assert ended.returncode == 0, ended.stderr
+    assert "stopped ['/motor']" in ended.stdout
+    assert robot.duty('motor') == 0.0
+    again = cli('end', session_id)
+    assert again.returncode == 1 and 'is over' in again.stdout

@@ -6,8 +6,8 @@ its veth; the test takes the other end down, which drops the robot's carrier, an
 """
 
 import json
-import queue
 from pathlib import Path
+import queue
 import sys
 import threading
 import time

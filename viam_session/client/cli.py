@@ -55,9 +55,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         _print('lost', reason=reason)
         finished.set()
 
-    client = SessionClient(
-        client_name=args.name, manager=args.manager, window_s=args.window, local=args.local,
-        on_lost=on_lost, on_heartbeat=lambda sequence: _print('heartbeat', sequence=sequence))
+    try:
+        client = SessionClient(
+            client_name=args.name, manager=args.manager, window_s=args.window,
+            local=args.local, on_lost=on_lost,
+            on_heartbeat=lambda sequence: _print('heartbeat', sequence=sequence))
+    except ValueError as error:
+        _print('error', reason=str(error))
+        return 2
     try:
         session_id = client.start(resume_session_id=args.resume)
         _print('started', session_id=session_id, window_s=client.window_s)
@@ -70,7 +75,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if client.lost_reason is None:
             _print('ended', stopped=client.end())
         return 0
-    except SessionError as error:
+    except (SessionError, ValueError) as error:
         _print('error', reason=str(error))
         return 1
     finally:

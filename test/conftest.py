@@ -24,30 +24,38 @@ def next_domain() -> int:
     return next(_domains)
 
 
-def _robot(tmp_path: Path, **kwargs) -> Iterator[SimRobot]:
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Keep each phase's report on the test item, so fixtures can tell a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f'report_{report.when}', report)
+
+
+def _robot(request: pytest.FixtureRequest, tmp_path: Path, **kwargs) -> Iterator[SimRobot]:
     env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain()))
     robot = SimRobot(workdir=tmp_path, env=env, **kwargs)
+    failed = True
     try:
         robot.start()
         yield robot
-    except BaseException:
-        for name in ('session_manager', *robot.motors):
-            log = robot.log_path(name)
-            if log.exists():
-                print(f'--- {log.name}\n{log.read_text()}')
-        raise
+        failed = getattr(request.node, 'report_call', None) is None or \
+            request.node.report_call.failed
     finally:
         robot.close()
+        if failed:
+            for log in sorted(tmp_path.glob('*.log')):
+                print(f'--- {log.name}\n{log.read_text()}')
 
 
 @pytest.fixture
-def robot(tmp_path: Path) -> Iterator[SimRobot]:
+def robot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimRobot]:
     """One motor, window 0.5 s."""
-    yield from _robot(tmp_path, default_window_s=0.5)
+    yield from _robot(request, tmp_path, default_window_s=0.5)
 
 
 @pytest.fixture
-def two_motor_robot(tmp_path: Path) -> Iterator[SimRobot]:
+def two_motor_robot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimRobot]:
     """Two motors on one chip, window 0.5 s."""
-    yield from _robot(tmp_path, default_window_s=0.5,
+    yield from _robot(request, tmp_path, default_window_s=0.5,
                       motors=(MotorSpec('left_motor', 12, 16), MotorSpec('right_motor', 13, 17)))

@@ -349,6 +349,11 @@ class SimRobot:
         return call_service(self._service_clients[service_name], request, timeout_s)
 
     def send_command(self, session_id: str, resource: str, value: float) -> None:
-        """Publish one session-tagged command, as a client would."""
+        """Publish one session-tagged command, as a client would, once the manager listens."""
+        deadline = time.monotonic() + 30.0
+        while self._commands.get_subscription_count() == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError('the session manager does not subscribe to commands')
+            time.sleep(0.005)
         self._commands.publish(SessionCommand(session_id=session_id, resource=resource,
                                               value=value))

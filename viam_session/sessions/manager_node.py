@@ -35,6 +35,7 @@ from viam_session.node_runner import run_node
 from viam_session.parameters import (
     declare_bool, declare_float, declare_int, declare_string_array)
 from viam_session.sessions.actuator_links import ActuatorLink
+from viam_session.sessions.connectivity import ConnectivityWatch
 from viam_session.sessions.connectivity_config import declare_connectivity_watch
 from viam_session.sessions.heartbeat_watch import HeartbeatWatch
 from viam_session.sessions.table import (
@@ -69,6 +70,9 @@ class SessionManager(Node):
     """Sessions, their heartbeats, and the actuators they own."""
 
     def __init__(self, node_name: str = 'session_manager', **kwargs) -> None:
+        # Set first: destroy_node also runs for a node whose parameters were refused.
+        self._connectivity: Optional[ConnectivityWatch] = None
+        self._watch: Optional[HeartbeatWatch] = None
         super().__init__(node_name, **kwargs)
         limits = SessionLimits(
             default_window_s=declare_float(
@@ -143,7 +147,8 @@ class SessionManager(Node):
         """Stop the connectivity and heartbeat watches, then the node."""
         if self._connectivity is not None:
             self._connectivity.stop()
-        self._watch.close()
+        if self._watch is not None:
+            self._watch.close()
         super().destroy_node()
 
     # --- services ------------------------------------------------------------------------------

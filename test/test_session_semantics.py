@@ -14,10 +14,14 @@ import time
 from builtin_interfaces.msg import Duration
 from lifecycle_msgs.msg import State
 import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.node import Node
 
 from viam_session.client import SessionClient
+from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.sim_robot import SimRobot
-from viam_session_interfaces.msg import SessionEvent
+from viam_session_interfaces.msg import Heartbeat, SessionEvent
 from viam_session_interfaces.srv import ListSessions, StartSession, StopSessionResources
 
 from conftest import next_domain  # noqa: I100 - the tests' own helper
@@ -185,3 +189,51 @@ def test_operator_cli_lists_and_ends_a_session(robot):
     assert robot.duty('motor') == 0.0
     again = cli('end', session_id)
     assert again.returncode == 1 and 'is over' in again.stdout
+
+
+def test_client_that_exits_without_ending_ends_its_session(robot):
+    """A program that forgets end() still ends its session cleanly at interpreter exit."""
+    script = (
+        'import sys\n'
+        'from viam_session.client import SessionClient\n'
+        "client = SessionClient(client_name='forgetful')\n"
+        'print(client.start(), flush=True)\n'
+        "client.command('/motor', 0.5)\n"
+        'sys.stdin.readline()\n')  # exits, without end(), once the test has seen the motor run
+    program = subprocess.Popen([sys.executable, '-c', script], env=robot.env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        session_id = program.stdout.readline().strip()
+        robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.5))
+        program.stdin.write('exit\n')
+        program.stdin.flush()
+        assert program.wait(timeout=60) == 0
+    finally:
+        program.kill()
+        program.stdin.close()
+        program.stdout.close()
+    ended = robot.wait_for_event(session_id, SessionEvent.ENDED)
+    assert list(ended.message.owned_resources) == ['/motor']
+    assert robot.duty('motor') == 0.0
+
+
+def test_heartbeat_writer_with_a_longer_lease_is_refused(robot):
+    """A writer whose lease exceeds the window cannot match: the robot says why, then expires."""
+    context = Context()
+    rclpy.init(context=context, domain_id=int(robot.env['ROS_DOMAIN_ID']))
+    node = Node('lax_client', context=context, enable_rosout=False)
+    try:
+        topic = '/session_manager/heartbeat/lax_client'
+        node.create_publisher(Heartbeat, topic, heartbeat_qos(5.0))  # window is 0.5 s
+        started = robot.call('/session_manager/start_session',
+                             StartSession.Request(client='lax', heartbeat_topic=topic))
+        assert started.success, started.message
+        rejection = robot.rejections.wait_for(
+            lambda s: s.message.session_id == started.session_id, 30, 'heartbeat rejection')
+        assert rejection.message.subject == 'heartbeat'
+        assert 'incompatible QoS' in rejection.message.reason
+        assert 'LIVELINESS' in rejection.message.reason
+        robot.wait_for_event(started.session_id, SessionEvent.EXPIRED)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

@@ -10,6 +10,7 @@ the power went off), and writes a plot. Exits 0 only if the motor reached PWM 0 
 
 import argparse
 from dataclasses import dataclass
+import os
 from pathlib import Path
 import statistics
 import sys
@@ -19,7 +20,7 @@ from typing import List, Optional
 from lifecycle_msgs.msg import State
 
 from viam_session.chips.sim_chip import read_line_changes
-from viam_session.sim_robot import MotorSpec, SimRobot
+from viam_session.sim_robot import local_ros_environment, MotorSpec, SimRobot
 from viam_session.time_convert import time_to_seconds
 from viam_session_interfaces.msg import SessionEvent
 
@@ -142,6 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--output', type=Path, default=Path('demo_output'),
                         help='where logs, the chip record and the plot go')
     args = parser.parse_args(argv)
+    os.environ.update(local_ros_environment())  # this process's observer node too
 
     latencies = []
     for run in range(1, args.runs + 1):

@@ -43,11 +43,14 @@ def declare_connectivity_watch(node: Node, *, on_lost: Callable[[str], None],
         node, 'connectivity_probe_failures', 2,
         'Consecutive failed probes that count as lost connectivity (an interface that goes '
         'down counts at once).', low=1, high=100)
-    checks: List[ConnectivityCheck] = [InterfaceCheck(interface=name) for name in interfaces]
+    checks: List[ConnectivityCheck] = [
+        InterfaceCheck(interface=name) for name in interfaces if name]
     if probe:
         checks.append(parse_probe(probe, timeout_s))
     if not checks:
         return None
+    node.get_logger().info(
+        f'connectivity watch: interfaces {[n for n in interfaces if n]}, probe {probe or "none"}')
     return ConnectivityWatch(checks=checks, period_s=period_s, on_lost=on_lost,
                              on_restored=on_restored, failures_before_lost=failures,
                              interface_period_s=interface_period_s)

@@ -5,11 +5,26 @@ from typing import Optional
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from rclpy.callback_groups import CallbackGroup
+from rclpy.duration import Duration
 from rclpy.node import Node
+from rclpy.qos import LivelinessPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from std_msgs.msg import Float64
 
-__all__ = ['ActuatorLink']
+__all__ = ['ActuatorLink', 'command_qos']
+
+
+def command_qos(lease_s: float) -> QoSProfile:
+    """
+    Return the QoS of the manager's command publishers.
+
+    Liveliness MANUAL_BY_TOPIC with a short lease: drivers that protect themselves (S6)
+    request a lease no shorter, and see the publisher lose liveliness, and stop, when the
+    manager dies or its executor stalls.
+    """
+    return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                      liveliness=LivelinessPolicy.MANUAL_BY_TOPIC,
+                      liveliness_lease_duration=Duration(nanoseconds=int(lease_s * 1e9)))
 
 
 class ActuatorLink:
@@ -17,12 +32,15 @@ class ActuatorLink:
     One actuator driver, named by its fully qualified node name (e.g. /left_motor).
 
     Commands go to `<name>/command` (std_msgs/Float64); stops go through the standard lifecycle
-    service `<name>/change_state` (deactivate), so any lifecycle driver can be managed.
+    service `<name>/change_state` (deactivate), so any lifecycle driver can be managed. The
+    last value sent is kept so the manager can send it again while the actuator is driven:
+    drivers with a command watchdog stop when commands stop coming.
     """
 
-    def __init__(self, node: Node, name: str, callback_group: CallbackGroup) -> None:
+    def __init__(self, node: Node, name: str, callback_group: CallbackGroup, *,
+                 lease_s: float) -> None:
         self.name = name
-        self._publisher = node.create_publisher(Float64, f'{name}/command', 10)
+        self._publisher = node.create_publisher(Float64, f'{name}/command', command_qos(lease_s))
         self._change_state = node.create_client(
             ChangeState, f'{name}/change_state', callback_group=callback_group)
         # Set when the manager stopped the driver; the next command of a live session
@@ -30,8 +48,10 @@ class ActuatorLink:
         self.stopped_by_manager = False
         self.activating = False
         self.pending_value = 0.0
+        self.last_value: Optional[float] = None
 
     def send(self, value: float) -> None:
+        self.last_value = value
         self._publisher.publish(Float64(data=value))
 
     def deactivate(self) -> Optional[Future]:

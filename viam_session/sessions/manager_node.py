@@ -52,6 +52,8 @@ EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # How often a start request looks again for the client's command publisher in the ROS graph.
 DISCOVERY_POLL_S = 0.01
+# Commands to actuators carry a liveliness lease of this many keep-alive periods.
+KEEPALIVE_LEASE_PERIODS = 3
 # The timer never waits less than this, so a deadline a hair away does not spin the loop.
 MIN_TIMER_DELAY_S = 0.0001
 STATE_NAMES = {SessionEvent.STARTED: 'started', SessionEvent.EXPIRED: 'expired',
@@ -98,6 +100,11 @@ class SessionManager(Node):
         self._stop_timeout_s = declare_float(
             self, 'stop_timeout_s', 1.0, 'How long to wait for an actuator to confirm a stop.',
             low=0.01, high=60.0)
+        self._keepalive_period_s = declare_float(
+            self, 'command_keepalive_period_s', 0.1,
+            "How often a driven actuator's last command is sent again, for drivers whose "
+            'watchdog stops them when commands stop (their command_timeout_s must exceed 3 '
+            'periods, the liveliness lease of these commands).', low=0.01, high=10.0)
         actuators = declare_string_array(
             self, 'actuators', 'Fully qualified node names of the actuator drivers to manage.')
         bad = [name for name in actuators if not name.startswith('/')]
@@ -111,7 +118,10 @@ class SessionManager(Node):
         # Start and end await discovery and lifecycle replies; in a group of their own they
         # never hold back commands or the expiry timer while they wait.
         self._waiting = ReentrantCallbackGroup()
-        self._links = {name: ActuatorLink(self, name, self._waiting) for name in actuators}
+        self._links = {
+            name: ActuatorLink(self, name, self._waiting,
+                               lease_s=KEEPALIVE_LEASE_PERIODS * self._keepalive_period_s)
+            for name in actuators}
         self._heartbeat_topics: Dict[str, _HeartbeatTopic] = {}
         self._watch = HeartbeatWatch(
             context=self.context, node_name=f'{self.get_name()}_heartbeats',
@@ -134,6 +144,8 @@ class SessionManager(Node):
         self._expiry_timer = self.create_timer(
             3600.0, self._on_expiry_timer, clock=self._steady_clock, autostart=False)
         self._expiry_armed_for: Optional[float] = None
+        self.create_timer(self._keepalive_period_s, self._send_keepalives,
+                          clock=self._steady_clock)
         if self._connectivity is not None:
             # Started from the executor, so that its first report has an executor to go to.
             self._start_connectivity = self.create_timer(0.0, self._start_connectivity_watch)
@@ -327,6 +339,19 @@ class SessionManager(Node):
             self._reactivate_then_send(link, message.value)
         else:
             link.send(message.value)
+
+    def _send_keepalives(self) -> None:
+        """
+        Send each driven actuator's last command again, so its watchdog does not stop it.
+
+        Driven: not stopped by this manager, and owned by a live session (or, with automatic
+        stop off, not yet stopped by the integrator). When the manager dies or stalls, these
+        stop and so does every self-protecting driver.
+        """
+        for name, link in self._links.items():
+            driven = self._table.owner_of(name) is not None or not self._automatic_stop
+            if driven and link.last_value is not None and not link.stopped_by_manager:
+                link.send(link.last_value)
 
     # --- expiry, connectivity, shutdown --------------------------------------------------------
 

@@ -27,6 +27,10 @@ setup(
         'console_scripts': [
             'session_manager = viam_session.sessions.manager_node:main',
             'dc_motor_driver = viam_session.drivers.dc_motor:main',
+            'digital_input_driver = viam_session.drivers.digital_input:main',
+            'encoder_driver = viam_session.drivers.encoder:main',
+            'gpio_output_driver = viam_session.drivers.gpio_output:main',
+            'servo_driver = viam_session.drivers.servo:main',
             'session_client = viam_session.client.cli:main',
             'viam-session = viam_session.client.operator_cli:main',
             'demo = viam_session.demo:main',

@@ -1,5 +1,6 @@
 """Chip backend for real boards (Raspberry Pi 5 and earlier) through the lgpio library."""
 
+import traceback
 from typing import Any, Callable, Dict, Optional, Set
 
 import lgpio
@@ -39,8 +40,12 @@ class LgpioChip(Chip):
         self._claim(line, lgpio.gpio_claim_alert, line, lgpio.BOTH_EDGES)
 
         def forward(_chip: int, gpio: int, level: int, tick: int) -> None:
-            if level in (0, 1):  # 2 is lgpio's watchdog report, not an edge
+            if level not in (0, 1):
+                return  # 2 is lgpio's watchdog report, not an edge
+            try:
                 on_edge(gpio, level, tick)
+            except Exception:  # noqa: B902 - lgpio's one notification thread must go on
+                traceback.print_exc()
 
         self._callbacks[line] = lgpio.callback(self._handle, line, lgpio.BOTH_EDGES, forward)
 

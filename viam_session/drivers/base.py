@@ -1,0 +1,273 @@
+"""
+Lifecycle driver base classes: lines claimed in on_configure, outputs only while active.
+
+`LifecycleDriver` owns a chip and one ROS-free device (a core such as `HBridgeMotor` with
+`claim()`, `stop()` and `release()`). It opens the chip and claims the device's lines in
+on_configure, and stops the device (outputs at their safe level) on every way out of active:
+deactivate, cleanup, shutdown, error transition, and, through `make_safe()`, SIGINT/SIGTERM and
+an exception in a callback (`node_runner`) and interpreter exit (`atexit`). State is published
+as sensor_msgs/JointState on `~/joint_state`.
+
+`ActuatorDriver` adds the command topic `~/command` and self-protection (rule S6), set by one
+parameter, `command_timeout_s` (0 switches it off, for one-shot publishers). When it is > 0:
+
+- the subscription requests liveliness AUTOMATIC with lease `command_timeout_s`: publishers
+  offering AUTOMATIC or MANUAL_BY_TOPIC liveliness with a lease no longer than that match;
+  publishers with the default QoS (infinite lease) do not, and rclpy logs the incompatible QoS;
+- when the publishers' liveliness is lost (alive count 0), the outputs go safe at once;
+- a watchdog (a steady-clock timer armed for last valid command + `command_timeout_s`, not a
+  poll) puts the outputs safe when no valid command arrived in time.
+
+Either way the driver stays `active`, warns (throttled) and publishes its state; the next valid
+command drives again. Bad commands (NaN, infinities, out of range) are refused with a throttled
+warning, leave the outputs as they are and do not feed the watchdog.
+
+Measured with Fast DDS: the loss is reported one *requested* lease (`command_timeout_s`) after
+the publisher's last assertion, whatever shorter lease it offers. For a publisher that dies,
+the liveliness event and the watchdog therefore fire within moments of each other, and the
+first stops the outputs; the event fires only once no matching publisher is alive.
+"""
+
+import atexit
+import threading
+from typing import Any, Optional, Protocol, Tuple
+
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
+from rclpy.event_handler import QoSLivelinessChangedInfo, SubscriptionEventCallbacks
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import LivelinessPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.timer import Timer
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
+
+from viam_session.chips import Chip, CHIP_BACKENDS, ChipError, open_chip
+from viam_session.parameters import declare_float, declare_string
+from viam_session.time_convert import monotonic_to_ros_time
+
+__all__ = ['ActuatorDriver', 'Device', 'LifecycleDriver', 'command_subscription_qos']
+
+
+class Device(Protocol):
+    """What a driver owns: a ROS-free core that claims its lines and knows its safe state."""
+
+    def claim(self) -> None:
+        """Claim the lines, outputs at their safe level."""
+
+    def stop(self) -> None:
+        """Put every output at its safe level; the lines stay claimed."""
+
+    def release(self) -> None:
+        """Stop, then give every line back."""
+
+
+def command_subscription_qos(command_timeout_s: float) -> QoSProfile:
+    """Return the QoS of a `~/command` subscription (liveliness lease = timeout when > 0)."""
+    if command_timeout_s <= 0.0:
+        return QoSProfile(depth=10)
+    return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                      liveliness=LivelinessPolicy.AUTOMATIC,
+                      liveliness_lease_duration=Duration(seconds=command_timeout_s))
+
+
+class LifecycleDriver(LifecycleNode):
+    """
+    A lifecycle node that owns one device on one chip.
+
+    Subclasses declare their parameters in `__init__` and implement `create_device()` and
+    `joint_values()`; the base class does the rest.
+    """
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._chip_backend = declare_string(
+            self, 'chip_backend', 'sim', 'GPIO chip backend.', choices=CHIP_BACKENDS)
+        # Dynamically typed: `-p chip:=0` on a command line is an integer.
+        self._chip_name = str(self.declare_parameter('chip', '0', ParameterDescriptor(
+            description='For lgpio the gpiochip number; for sim the chip directory.',
+            dynamic_typing=True)).value)
+        self._joint_name = declare_string(
+            self, 'joint_name', self.get_name(), 'Joint name in the published JointState.')
+        # Held for every use of the device: callbacks run on the executor, edges on the chip's
+        # thread, make_safe() on the main thread or at exit.
+        self._lock = threading.RLock()
+        self._chip: Optional[Chip] = None
+        self._device: Optional[Device] = None
+        self._active = False
+        self._state_publisher = self.create_lifecycle_publisher(JointState, '~/joint_state', 10)
+        atexit.register(self.make_safe)
+
+    # --- for subclasses ------------------------------------------------------------------------
+
+    def create_device(self, chip: Chip) -> Device:
+        """Return the device on `chip` (not claimed yet); raise ValueError if impossible."""
+        raise NotImplementedError
+
+    def joint_values(self) -> Tuple[float, float, float]:
+        """Return the (position, velocity, effort) to publish; NaN for what does not apply."""
+        raise NotImplementedError
+
+    # --- safe on every way out -----------------------------------------------------------------
+
+    def make_safe(self) -> None:
+        """Put outputs at their safe level and release the lines; safe any time, any number."""
+        with self._lock:
+            self._active = False
+            device, self._device = self._device, None
+            chip, self._chip = self._chip, None
+            try:
+                if device is not None:
+                    device.release()
+            except ChipError as error:
+                self.get_logger().error(f'could not put the outputs at their safe level: {error}')
+        # Outside the lock: closing joins the chip's edge thread, which may be waiting for it.
+        if chip is not None:
+            chip.close()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            with self._lock:
+                self._chip = open_chip(self._chip_backend, self._chip_name,
+                                       holder=self.get_fully_qualified_name())
+                device = self.create_device(self._chip)
+                device.claim()
+                self._device = device
+        except (ChipError, ValueError) as error:
+            self.get_logger().error(f'configure failed: {error}')
+            self.make_safe()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f'configured on {self._chip_backend} chip {self._chip_name}')
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            if self._device is None:
+                self.get_logger().error('cannot activate: the lines were released')
+                return TransitionCallbackReturn.FAILURE
+            self._active = True
+        result = super().on_activate(state)
+        self.publish_state()
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self._active = False
+            try:
+                if self._device is not None:
+                    self._device.stop()
+            except ChipError as error:
+                self.get_logger().error(f'deactivate failed: {error}')
+                return TransitionCallbackReturn.ERROR  # on_error releases what it can
+        self.get_logger().info('deactivated: outputs at their safe level')
+        self.publish_state()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.make_safe()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.make_safe()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.make_safe()
+        return TransitionCallbackReturn.SUCCESS
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def publish_state(self, t_ns: Optional[int] = None) -> None:
+        """Publish the joint state, stamped now or at CLOCK_MONOTONIC instant `t_ns`."""
+        position, velocity, effort = self.joint_values()
+        message = JointState(name=[self._joint_name], position=[position], velocity=[velocity],
+                             effort=[effort])
+        message.header.stamp = (self.get_clock().now().to_msg() if t_ns is None
+                                else monotonic_to_ros_time(t_ns * 1e-9))
+        self._state_publisher.publish(message)
+
+
+class ActuatorDriver(LifecycleDriver):
+    """
+    A driver commanded on `~/command`, with self-protection (see the module docstring).
+
+    Subclasses set `command_type` and implement `apply()`.
+    """
+
+    command_type: type = Float64
+    default_command_timeout_s = 0.5
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._command_timeout_s = declare_float(
+            self, 'command_timeout_s', self.default_command_timeout_s,
+            'Self-protection: outputs go safe when no valid command arrived for this long or '
+            'the command publisher lost liveliness (lease = this); 0 switches it off.',
+            low=0.0, high=60.0)
+        self._driving = False
+        self._watchdog: Optional[Timer] = None
+        events = None
+        if self._command_timeout_s > 0.0:
+            self._watchdog = self.create_timer(
+                self._command_timeout_s, self._on_watchdog,
+                clock=Clock(clock_type=ClockType.STEADY_TIME))
+            self._watchdog.cancel()
+            events = SubscriptionEventCallbacks(liveliness=self._on_liveliness)
+        self.create_subscription(
+            self.command_type, '~/command', self._on_command,
+            command_subscription_qos(self._command_timeout_s), event_callbacks=events)
+
+    def apply(self, device: Any, value: Any) -> None:
+        """Drive `device` as the command `value` says; raise ValueError for a bad value."""
+        raise NotImplementedError
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._driving = False
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self._driving = False
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+        return super().on_deactivate(state)
+
+    def _on_command(self, message: Any) -> None:
+        with self._lock:
+            if not self._active:
+                self.get_logger().warning(
+                    'command ignored: driver is not active', throttle_duration_sec=1.0)
+                return
+            try:
+                self.apply(self._device, message.data)
+            except ValueError as error:
+                self.get_logger().warning(
+                    f'command rejected: {error}', throttle_duration_sec=1.0)
+                return
+            self._driving = True
+            if self._watchdog is not None:
+                self._watchdog.reset()
+        self.publish_state()
+
+    def _on_watchdog(self) -> None:
+        self._watchdog.cancel()
+        self._stop_driving(f'no valid command for {self._command_timeout_s:g} s')
+
+    def _on_liveliness(self, info: QoSLivelinessChangedInfo) -> None:
+        if info.alive_count == 0 and info.alive_count_change < 0:
+            self.get_logger().info('no command publisher is alive any more')
+            self._stop_driving('the command publisher lost liveliness')
+
+    def _stop_driving(self, reason: str) -> None:
+        with self._lock:
+            if not (self._active and self._driving):
+                return
+            self._driving = False
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._device.stop()
+        self.get_logger().warning(f'{reason}: outputs at their safe level until the next '
+                                  'command', throttle_duration_sec=1.0)
+        self.publish_state()

@@ -1,0 +1,81 @@
+"""
+Lifecycle driver of a quadrature encoder on two input lines.
+
+Edges are counted (x4) from on_configure on; while active, the position (radians, from
+`counts_per_revolution`) and the velocity (radians per second over the last period) are
+published `publish_rate_hz` times a second as sensor_msgs/JointState on `~/joint_state`.
+"""
+
+import math
+import sys
+import time
+from typing import Any, List, Optional, Tuple
+
+from rclpy.clock import Clock, ClockType
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+
+from viam_session.chips import Chip
+from viam_session.drivers.base import LifecycleDriver
+from viam_session.drivers.quadrature import QuadratureEncoder
+from viam_session.node_runner import run_node
+from viam_session.parameters import declare_float, declare_int
+
+__all__ = ['EncoderDriver', 'main']
+
+
+class EncoderDriver(LifecycleDriver):
+    """A lifecycle node that owns one quadrature encoder."""
+
+    def __init__(self, node_name: str = 'encoder', **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._a_line = declare_int(self, 'a_line', 17, 'Channel A line.', low=0, high=1023)
+        self._b_line = declare_int(self, 'b_line', 27, 'Channel B line.', low=0, high=1023)
+        self._counts_per_revolution = declare_float(
+            self, 'counts_per_revolution', 2048.0,
+            'Counts per turn, counting both edges of both channels (4 x lines per turn).',
+            low=1.0, high=1e9)
+        rate_hz = declare_float(self, 'publish_rate_hz', 50.0, 'JointState messages per second.',
+                                low=0.1, high=1000.0)
+        self._position_velocity = (0.0, 0.0)
+        self._timer = self.create_timer(1.0 / rate_hz, self._on_timer,
+                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._timer.cancel()
+
+    def create_device(self, chip: Chip) -> QuadratureEncoder:
+        return QuadratureEncoder(chip=chip, a_line=self._a_line, b_line=self._b_line,
+                                 counts_per_revolution=self._counts_per_revolution)
+
+    def joint_values(self) -> Tuple[float, float, float]:
+        position, velocity = self._position_velocity
+        return position, velocity, math.nan
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._sample()
+        result = super().on_activate(state)
+        self._timer.reset()
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._timer.cancel()
+        return super().on_deactivate(state)
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            if not self._active:
+                return
+            self._sample()
+        self.publish_state()
+
+    def _sample(self) -> None:
+        with self._lock:
+            if self._device is not None:
+                self._position_velocity = self._device.sample(time.monotonic_ns())
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """Run the driver until SIGINT/SIGTERM; the lines are released on every way out."""
+    return run_node(EncoderDriver, args=args, before_shutdown=EncoderDriver.make_safe)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

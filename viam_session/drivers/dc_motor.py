@@ -23,8 +23,6 @@ __all__ = ['DcMotorDriver', 'main']
 class DcMotorDriver(ActuatorDriver):
     """A lifecycle node that owns one H-bridge motor."""
 
-    default_command_timeout_s = 0.0
-
     def __init__(self, node_name: str = 'dc_motor', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._mode = declare_string(

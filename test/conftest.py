@@ -9,8 +9,6 @@ import pytest
 
 # Before anything imports rclpy: discovery stays on localhost (see shared notes on faults).
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-# UDP only, in this process too (see sim_robot.local_ros_environment).
-os.environ.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'UDPv4')
 
 from viam_session.sim_robot import MotorSpec, SimRobot  # noqa: E402
 

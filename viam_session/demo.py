@@ -143,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--output', type=Path, default=Path('demo_output'),
                         help='where logs, the chip record and the plot go')
     args = parser.parse_args(argv)
-    os.environ.update(local_ros_environment())  # this process's observer node too
+    os.environ.update(local_ros_environment())  # the observer node in this process too
 
     latencies = []
     for run in range(1, args.runs + 1):

@@ -46,13 +46,11 @@ def local_ros_environment(base: Optional[Dict[str, str]] = None) -> Dict[str, st
     Return an environment that keeps DDS on this machine and off other runs' domains.
 
     Discovery stays on localhost; ROS_DOMAIN_ID is kept if set, else one is picked at random,
-    so two runs on one machine do not see each other. Fast DDS uses UDP only: its
-    shared-memory transport leaves segments in /dev/shm behind every SIGKILLed process, and a
-    stale port lock ("open_and_lock_file failed") can then hold messages back.
+    so two runs on one machine do not see each other. (With the LOCALHOST range rmw_fastrtps
+    chooses its own transports, shared memory included, and ignores FASTDDS_BUILTIN_TRANSPORTS.)
     """
     env = dict(os.environ if base is None else base)
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    env.setdefault('FASTDDS_BUILTIN_TRANSPORTS', 'UDPv4')
     env.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 101)))
     env.setdefault('RCUTILS_COLORIZED_OUTPUT', '0')
     env['PYTHONUNBUFFERED'] = '1'

@@ -126,7 +126,8 @@ class SessionManager(Node):
         self._watch = HeartbeatWatch(
             context=self.context, node_name=f'{self.get_name()}_heartbeats',
             namespace=self.get_namespace(), post=self._post,
-            on_liveliness=self._on_liveliness, on_incompatible=self._on_incompatible)
+            on_liveliness=self._on_liveliness, on_incompatible=self._on_incompatible,
+            on_failure=self._on_watch_failure)
 
         self._events = self.create_publisher(SessionEvent, '~/events', EVENTS_QOS)
         self._rejections = self.create_publisher(Rejection, '~/rejections', 10)
@@ -144,8 +145,11 @@ class SessionManager(Node):
         self._expiry_timer = self.create_timer(
             3600.0, self._on_expiry_timer, clock=self._steady_clock, autostart=False)
         self._expiry_armed_for: Optional[float] = None
-        self.create_timer(self._keepalive_period_s, self._send_keepalives,
-                          clock=self._steady_clock)
+        # Runs only while something is driven (a command restarts it), so an idle manager
+        # does not wake ten times a second.
+        self._keepalive_timer = self.create_timer(
+            self._keepalive_period_s, self._send_keepalives, clock=self._steady_clock,
+            autostart=False)
         if self._connectivity is not None:
             # Started from the executor, so that its first report has an executor to go to.
             self._start_connectivity = self.create_timer(0.0, self._start_connectivity_watch)
@@ -315,6 +319,11 @@ class SessionManager(Node):
                          f'the heartbeat writer on {topic} cannot match: incompatible QoS '
                          f'{policy} (reliable, liveliness MANUAL_BY_TOPIC, lease <= window)')
 
+    def _on_watch_failure(self, error: BaseException) -> None:
+        """Stop the manager: sessions held alive by a dead watch would never expire."""
+        self.get_logger().fatal(f'the heartbeat watch failed ({error!r}); shutting down')
+        raise RuntimeError('heartbeat watch failed') from error
+
     # --- topics --------------------------------------------------------------------------------
 
     def _on_command(self, message: SessionCommand) -> None:
@@ -339,6 +348,8 @@ class SessionManager(Node):
             self._reactivate_then_send(link, message.value)
         else:
             link.send(message.value)
+        if self._keepalive_timer.is_canceled():
+            self._keepalive_timer.reset()
 
     def _send_keepalives(self) -> None:
         """
@@ -348,10 +359,14 @@ class SessionManager(Node):
         stop off, not yet stopped by the integrator). When the manager dies or stalls, these
         stop and so does every self-protecting driver.
         """
+        sent = False
         for name, link in self._links.items():
             driven = self._table.owner_of(name) is not None or not self._automatic_stop
             if driven and link.last_value is not None and not link.stopped_by_manager:
                 link.send(link.last_value)
+                sent = True
+        if not sent:
+            self._keepalive_timer.cancel()
 
     # --- expiry, connectivity, shutdown --------------------------------------------------------
 

@@ -17,6 +17,7 @@ import pytest
 import rclpy
 from rclpy.context import Context
 from rclpy.node import Node
+from std_srvs.srv import Trigger
 
 from viam_session.client import SessionClient
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
@@ -237,3 +238,18 @@ def test_heartbeat_writer_with_a_longer_lease_is_refused(robot):
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def test_close_all_sessions_tells_clients_and_stops_their_motors(robot):
+    """The supervisor's last shutdown step closes every session: `closed by robot`, motor off."""
+    client = robot.start_client(resource='/motor', value=0.5)
+    session_id = client.wait_for('started')['session_id']
+    robot.wait_for_duty('motor', lambda duty: duty > 0.0)
+    response = robot.call('/session_manager/close_all_sessions', Trigger.Request())
+    assert response.success, response.message
+    assert "stopped ['/motor']" in response.message
+    assert robot.duty('motor') == 0.0
+    closed = robot.wait_for_event(session_id, SessionEvent.CLOSED_BY_ROBOT)
+    assert list(closed.message.owned_resources) == ['/motor']
+    assert client.wait_for('lost')['reason'].startswith('closed by robot')
+    assert _listed(robot) == []

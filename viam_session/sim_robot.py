@@ -28,6 +28,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from std_srvs.srv import Trigger
 
 from viam_session.chips.sim_chip import LineChange, read_line_changes, read_line_values
 from viam_session.service_call import call_service
@@ -330,6 +331,7 @@ class SimRobot:
             for name, service_type in (('start_session', StartSession),
                                        ('end_session', EndSession),
                                        ('stop_session_resources', StopSessionResources),
+                                       ('close_all_sessions', Trigger),
                                        ('list_sessions', ListSessions))}
         self._lifecycle_clients: Dict[str, tuple] = {}
         for motor in self.motors:

@@ -2,7 +2,8 @@
 The session manager node: wraps SessionTable with ROS services, topics and an expiry timer.
 
 Interface (all under the node's name, default /session_manager):
-- services `~/start_session`, `~/end_session`, `~/list_sessions`, `~/stop_session_resources`;
+- services `~/start_session`, `~/end_session`, `~/list_sessions`, `~/stop_session_resources`,
+  and `~/close_all_sessions` (std_srvs/Trigger, for the supervisor's ordered shutdown);
 - one heartbeat topic per session, named by its client in the start request, watched for DDS
   liveliness by a HeartbeatWatch (see heartbeat_watch.py for why);
 - topic `~/command` (SessionCommand): session-tagged commands, relayed to the actuator's own
@@ -30,6 +31,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
+from std_srvs.srv import Trigger
 
 from viam_session.node_runner import run_node
 from viam_session.parameters import (
@@ -138,6 +140,8 @@ class SessionManager(Node):
         self.create_service(StopSessionResources, '~/stop_session_resources',
                             self._on_stop_resources, callback_group=self._waiting)
         self.create_service(ListSessions, '~/list_sessions', self._on_list)
+        self.create_service(Trigger, '~/close_all_sessions', self._on_close_all,
+                            callback_group=self._waiting)
         commands = self.create_subscription(SessionCommand, '~/command', self._on_command, 100)
         self._command_topic = commands.topic_name
 
@@ -257,6 +261,24 @@ class SessionManager(Node):
         self.get_logger().info(
             f'stopped {list(response.stopped_resources)} of session {request.session_id} '
             'on request')
+        return response
+
+    async def _on_close_all(self, request: Trigger.Request,
+                            response: Trigger.Response) -> Trigger.Response:
+        """Close every session (`closed by robot`) and stop what they owned: ordered shutdown."""
+        closed = self._table.close_all('robot shutting down')
+        owned = sorted({name for stopped in closed for name in stopped.owned})
+        failed = await self._stop_and_wait(owned) if self._automatic_stop else []
+        for stopped in closed:
+            self._detach_heartbeat_topic(stopped.session.session_id)
+            self._publish_event(stopped.session, SessionEvent.CLOSED_BY_ROBOT, stopped.reason,
+                                stopped.owned)
+        response.success = not failed
+        response.message = (f'closed {len(closed)} session(s), stopped '
+                            f'{[name for name in owned if name not in failed]}')
+        if failed:
+            response.message += f'; could not stop {failed}'
+        self.get_logger().info(f'on request: {response.message}')
         return response
 
     def _on_list(self, request: ListSessions.Request,

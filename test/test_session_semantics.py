@@ -12,10 +12,12 @@ import sys
 import time
 
 from builtin_interfaces.msg import Duration
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import State
 import pytest
 import rclpy
 from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from std_srvs.srv import Trigger
 
@@ -253,3 +255,32 @@ def test_close_all_sessions_tells_clients_and_stops_their_motors(robot):
     assert list(closed.message.owned_resources) == ['/motor']
     assert client.wait_for('lost')['reason'].startswith('closed by robot')
     assert _listed(robot) == []
+
+
+def test_diagnostics_list_live_sessions_and_what_they_own(robot):
+    """`/diagnostics` carries the manager's status: each session, its client and its actuators."""
+    client = robot.start_client(resource='/motor', value=0.5, name='teleop')
+    session_id = client.wait_for('started')['session_id']
+    robot.wait_for_duty('motor', lambda duty: duty > 0.0)
+    context = Context()
+    rclpy.init(context=context, domain_id=int(robot.env['ROS_DOMAIN_ID']))
+    node = Node('diagnostics_reader', context=context, enable_rosout=False)
+    statuses = []
+    node.create_subscription(DiagnosticArray, '/diagnostics',
+                             lambda array: statuses.extend(array.status), 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 30.0
+        while not any(f'session {session_id[:8]}' in [v.key for v in s.values]
+                      for s in statuses) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    status = next(s for s in statuses if s.name == '/session_manager: sessions')
+    values = {v.key: v.value for v in status.values}
+    assert status.level == DiagnosticStatus.OK and '1 live session(s)' in status.message
+    assert values[f'session {session_id[:8]}'].startswith('teleop (remote)')
+    assert values[f'session {session_id[:8]}'].endswith('owns /motor')

@@ -8,7 +8,8 @@ Interface (all under the node's name, default /session_manager):
   liveliness by a HeartbeatWatch (see heartbeat_watch.py for why);
 - topic `~/command` (SessionCommand): session-tagged commands, relayed to the actuator's own
   `<actuator>/command` topic after the session is checked and made the actuator's owner;
-- topics `~/events` (SessionEvent, transient-local) and `~/rejections` (Rejection).
+- topics `~/events` (SessionEvent, transient-local) and `~/rejections` (Rejection), and a
+  status on `/diagnostics` every second (sessions, their age and what they own).
 
 A session must hear from its heartbeat writer within one window of its start; from then on it
 lives while the writer's liveliness holds and expires the moment DDS reports it lost (one lease,
@@ -26,11 +27,13 @@ import threading
 import time
 from typing import Dict, Iterable, List, Optional
 
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
+from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 
 from viam_session.node_runner import run_node
@@ -39,6 +42,7 @@ from viam_session.parameters import (
 from viam_session.sessions.actuator_links import ActuatorLink
 from viam_session.sessions.connectivity import ConnectivityWatch
 from viam_session.sessions.connectivity_config import declare_connectivity_watch
+from viam_session.sessions.diagnostics import session_status
 from viam_session.sessions.heartbeat_watch import HeartbeatWatch
 from viam_session.sessions.table import (
     Session, SessionError, SessionLimits, SessionTable, StoppedSession)
@@ -54,6 +58,8 @@ EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # How often a start request looks again for the client's command publisher in the ROS graph.
 DISCOVERY_POLL_S = 0.01
+# rqt_robot_monitor expects about one status per second.
+DIAGNOSTICS_PERIOD_S = 1.0
 # Commands to actuators carry a liveliness lease of this many keep-alive periods.
 KEEPALIVE_LEASE_PERIODS = 3
 # The timer never waits less than this, so a deadline a hair away does not spin the loop.
@@ -131,6 +137,8 @@ class SessionManager(Node):
             on_liveliness=self._on_liveliness, on_incompatible=self._on_incompatible,
             on_failure=self._on_watch_failure)
 
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._events = self.create_publisher(SessionEvent, '~/events', EVENTS_QOS)
         self._rejections = self.create_publisher(Rejection, '~/rejections', 10)
         self.create_service(StartSession, '~/start_session', self._on_start,
@@ -553,6 +561,15 @@ class SessionManager(Node):
         future.add_done_callback(on_activated)
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        status = session_status(
+            name=f'{self.get_fully_qualified_name()}: sessions', sessions=self._table.live(),
+            now=time.monotonic(), automatic_stop=self._automatic_stop,
+            connectivity_lost=self._connectivity_lost)
+        self._diagnostics.publish(
+            DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
+                            status=[status]))
 
     def _publish_event(self, session: Session, state: int, reason: str, owned: List[str]) -> None:
         event = SessionEvent(session_id=session.session_id, client=session.client, state=state,

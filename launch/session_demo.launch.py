@@ -1,7 +1,8 @@
 """
 Bring up a one-motor robot: the session manager and a DC motor driver, the motor activated.
 
-    ros2 launch viam_session session_demo.launch.py [window:=2.0] [chip_backend:=lgpio chip:=0]
+    ros2 launch viam_session session_demo.launch.py [window:=2.0] [automatic_stop:=false]
+        [chip_backend:=lgpio chip:=0]
 
 The motor is configured, then activated once; when a session expires the manager deactivates
 it, and the next command of a live session reactivates it.
@@ -30,7 +31,9 @@ def generate_launch_description() -> LaunchDescription:
 
     manager = Node(
         package='viam_session', executable='session_manager', name='session_manager',
-        output='screen', parameters=[parameters, {'default_window_s': window}])
+        output='screen', parameters=[parameters, {
+            'default_window_s': window,
+            'automatic_stop': LaunchConfiguration('automatic_stop')}])
     motor = LifecycleNode(
         package='viam_session', executable='dc_motor_driver', name='motor', namespace='',
         output='screen',
@@ -49,6 +52,8 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         DeclareLaunchArgument('window', default_value='2.0',
                               description='default heartbeat window of a session, seconds'),
+        DeclareLaunchArgument('automatic_stop', default_value='true',
+                              description='false opts out: sessions stop nothing by themselves'),
         DeclareLaunchArgument('chip_backend', default_value='sim',
                               description="GPIO backend: 'sim' or 'lgpio'"),
         DeclareLaunchArgument('chip', default_value='/tmp/viam_session_sim_chip',

@@ -13,8 +13,9 @@ import sys
 import threading
 import time
 
-from netns import netns_unavailable_reason, NetnsPair
 import pytest
+
+from viam_session.netfault.netns import netns_unavailable_reason, NetnsPair
 
 DEADLINE_S = 15.0
 

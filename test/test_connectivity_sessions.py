@@ -12,8 +12,9 @@ import sys
 import threading
 import time
 
-from netns import netns_unavailable_reason, NetnsPair
 import pytest
+
+from viam_session.netfault.netns import netns_unavailable_reason, NetnsPair
 
 SCENARIO = Path(__file__).resolve().parent / 'scenarios' / 'connectivity_loss.py'
 DEADLINE_S = 120.0

@@ -111,10 +111,11 @@ class _Recorder:
 class ClientProcess:
     """A `session_client` process; its JSON lines are collected as they are printed."""
 
-    def __init__(self, args: Sequence[str], env: Dict[str, str], log_path: Path) -> None:
+    def __init__(self, args: Sequence[str], env: Dict[str, str], log_path: Path,
+                 prefix: Sequence[str] = ()) -> None:
         self._log = open(log_path, 'w', encoding='utf-8')
         self.process = subprocess.Popen(
-            [sys.executable, '-m', 'viam_session.client.cli', *args], env=env,
+            [*prefix, sys.executable, '-m', 'viam_session.client.cli', *args], env=env,
             stdout=subprocess.PIPE, stderr=self._log, text=True)
         self.lines = _Recorder()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -240,12 +241,20 @@ class SimRobot:
 
     def start_client(self, *, resource: str, value: float, window_s: float = 0.0,
                      name: str = 'session_client', duration_s: float = 0.0,
-                     resume: str = '', local: bool = False) -> ClientProcess:
-        """Start a client process that opens (or resumes) a session and drives `resource`."""
+                     resume: str = '', local: bool = False,
+                     prefix: Sequence[str] = ()) -> ClientProcess:
+        """
+        Start a client process that opens (or resumes) a session and drives `resource`.
+
+        `prefix` goes before the command, e.g. `['ip', 'netns', 'exec', 'other']` to run the
+        client in another network namespace (it must exec the client, so the pid is the
+        client's).
+        """
         args = ['--name', name, '--resource', resource, '--value', str(value),
                 '--window', str(window_s), '--duration', str(duration_s), '--resume', resume,
                 *(['--local'] if local else [])]
-        client = ClientProcess(args, self.env, self.workdir / f'client_{len(self._clients)}.log')
+        client = ClientProcess(args, self.env, self.workdir / f'client_{len(self._clients)}.log',
+                               prefix)
         self._clients.append(client)
         return client
 

@@ -1,5 +1,7 @@
 """
-Network namespaces joined by a veth pair, for tests with real link faults (needs root and `ip`).
+Network namespaces joined by a veth pair, for tests and benchmarks with real link faults.
+
+Needs root and `ip` (iproute2).
 
 `NetnsPair` creates two namespaces, `a` and `b`, joined by a veth pair whose ends are created
 directly inside them (the machine's own namespace never holds either end), addresses both ends
@@ -160,14 +162,18 @@ class NetnsPair:
         for end in self.endpoints:
             ip('netns', 'add', end.ns)
             self._created.append(end.ns)
-        ip('link', 'add', 'name', self.a.dev, 'netns', self.a.ns, 'type', 'veth',
-           'peer', 'name', self.b.dev, 'netns', self.b.ns)
+        self._create_link()
         for end in self.endpoints:
             ip('address', 'add', f'{end.address}/{end.prefix_len}', 'dev', end.dev, ns=end.ns)
             ip('link', 'set', 'dev', 'lo', 'up', ns=end.ns)
             ip('link', 'set', 'dev', end.dev, 'up', ns=end.ns)
         for end in self.endpoints:
             wait_operstate(end.ns, end.dev, 'up')
+
+    def _create_link(self) -> None:
+        """Create the two ends (`a.dev` in `a.ns`, `b.dev` in `b.ns`): here a veth pair."""
+        ip('link', 'add', 'name', self.a.dev, 'netns', self.a.ns, 'type', 'veth',
+           'peer', 'name', self.b.dev, 'netns', self.b.ns)
 
     def run(self, ns: str, argv: Sequence[str], env: Optional[Mapping[str, str]] = None,
             **kwargs) -> subprocess.Popen:

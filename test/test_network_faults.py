@@ -1,0 +1,136 @@
+"""
+Network faults against a whole robot: link down, partial loss and delay, manager SIGKILL.
+
+The robot runs in namespace `a` (`viam_session.netfault.remote_robot`) and its client in namespace
+`b`, joined by the impairment link of `viam_session.netfault`, so heartbeats really cross a link
+the test breaks or degrades. The manager SIGKILL test needs no link and runs in the machine's own
+namespace. Skipped where namespaces cannot be used.
+"""
+
+import json
+import os
+from pathlib import Path
+import queue
+import subprocess
+import sys
+import threading
+import time
+from typing import Iterator, Tuple
+
+from lifecycle_msgs.msg import State
+import pytest
+
+from viam_session.netfault import ImpairedPair, netns_unavailable_reason
+from viam_session.sim_robot import SimRobot
+
+DEADLINE_S = 90.0
+WINDOW_S = 0.5
+DEFAULT_WINDOW_S = 2.0  # the session manager's default window
+STOP_MARGIN_S = 0.3  # generous: another job may load this 2-core machine
+COMMAND_TIMEOUT_S = 0.5  # the drivers' default command_timeout_s
+KEEPALIVE_PERIOD_S = 0.1  # the manager re-sends each driven actuator's command this often
+
+netns_only = pytest.mark.skipif(netns_unavailable_reason() is not None,
+                                reason=str(netns_unavailable_reason()))
+
+
+class Scenario:
+    """The scenario process in namespace `a`: JSON lines out, commands in."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self._lines: 'queue.Queue[dict]' = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for text in self.process.stdout:
+            try:
+                self._lines.put(json.loads(text))
+            except json.JSONDecodeError:
+                pass
+
+    def expect(self, event: str) -> dict:
+        """Return the next line of this event; fail at the deadline."""
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            try:
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                pytest.fail(f'no {event!r} from the scenario within {DEADLINE_S} s '
+                            f'(rc {self.process.poll()})')
+            if line['event'] == event:
+                return line
+
+    def send(self, command: str) -> None:
+        self.process.stdin.write(command + '\n')
+        self.process.stdin.flush()
+
+
+@pytest.fixture
+def remote_robot(request: pytest.FixtureRequest,
+                 tmp_path: Path) -> Iterator[Tuple[ImpairedPair, Scenario]]:
+    """Provide a robot in namespace `a` whose client runs in `b` (window: param or 0.5 s)."""
+    window_s = getattr(request, 'param', WINDOW_S)
+    with ImpairedPair(seed=5) as pair, open(tmp_path / 'scenario.log', 'w') as log:
+        env = dict(os.environ, ROS_DOMAIN_ID=str(100 + os.getpid() % 100))
+        process = pair.run(pair.a.ns, [sys.executable, '-m', 'viam_session.netfault.remote_robot',
+                                       pair.b.ns, str(window_s)], env, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=log, text=True)
+        scenario = Scenario(process)
+        try:
+            yield pair, scenario
+        finally:
+            process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.flush()
+            print((tmp_path / 'scenario.log').read_text()[-4000:])
+
+
+@netns_only
+def test_link_down_stops_the_clients_motor_one_window_after_its_last_heartbeat(remote_robot):
+    """The client's link goes down: its motor stops one window after the last heartbeat."""
+    pair, scenario = remote_robot
+    scenario.expect('ready')
+    fault_ns = time.monotonic_ns()
+    pair.set_link(pair.b.ns, pair.b.dev, up=False)
+    scenario.send(f'fault {fault_ns}')
+    stopped = scenario.expect('stopped')
+    stop_s = (stopped['stop_t_ns'] - stopped['last_heartbeat_t_ns']) * 1e-9
+    print(f'link down: PWM 0 {(stop_s - WINDOW_S) * 1e3:.1f} ms after last heartbeat + window')
+    assert WINDOW_S - 0.005 <= stop_s <= WINDOW_S + STOP_MARGIN_S
+
+
+@netns_only
+@pytest.mark.parametrize('remote_robot', [DEFAULT_WINDOW_S], indirect=True)
+def test_partial_loss_and_delay_cause_no_false_expiry_at_the_default_window(remote_robot):
+    """30 % loss, 100 ms delay each way, 10 default windows: the session lives, motor runs."""
+    pair, scenario = remote_robot
+    scenario.expect('ready')
+    pair.set_impairment(loss=0.3, delay_s=0.1)
+    scenario.send(f'watch {10 * DEFAULT_WINDOW_S}')
+    watched = scenario.expect('watched')
+    stats = pair.stats()
+    print(f'30 % loss + 100 ms: {watched["heartbeats"]} heartbeats sent, events {watched}, '
+          f'forwarder {stats}')
+    assert stats['dropped'] > 0
+    assert watched['events'] == [] and watched['lost'] == []
+    assert watched['duty'] == pytest.approx(0.5)
+
+
+def test_manager_sigkill_still_stops_the_motor_through_the_drivers_watchdog(robot: SimRobot):
+    """With the manager SIGKILLed, the driver stops its motor within its command timeout."""
+    client = robot.start_client(resource='/motor', value=0.6)
+    client.wait_for('started')
+    running = robot.wait_for_duty('motor', lambda duty: duty > 0.0)
+    killed_ns = time.monotonic_ns()
+    robot.process('session_manager').kill()
+    stopped = robot.wait_for_duty('motor', lambda duty: duty == 0.0, after_ns=running.t_ns)
+    stop_s = (stopped.t_ns - killed_ns) * 1e-9
+    print(f'manager SIGKILL -> PWM 0 in {stop_s * 1e3:.1f} ms (command_timeout_s 0.5)')
+    assert COMMAND_TIMEOUT_S - KEEPALIVE_PERIOD_S - 0.01 <= stop_s
+    assert stop_s <= COMMAND_TIMEOUT_S + STOP_MARGIN_S
+    # The driver protected itself: it is still active, only its output is safe.
+    assert robot.lifecycle_state('motor') == State.PRIMARY_STATE_ACTIVE

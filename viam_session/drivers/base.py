@@ -8,6 +8,11 @@ deactivate, cleanup, shutdown, error transition, and, through `make_safe()`, SIG
 an exception in a callback (`node_runner`) and interpreter exit (`atexit`). State is published
 as sensor_msgs/JointState on `~/joint_state`.
 
+For the lifecycle supervisor every driver offers `~/alive` (std_msgs/Empty, never published):
+a writer with liveliness AUTOMATIC and lease `liveliness_lease_s`, which DDS asserts for as
+long as the process lives, in every lifecycle state. A watcher requesting a lease no shorter
+than that learns within its lease that the process died or stalled.
+
 `ActuatorDriver` adds the command topic `~/command` and self-protection (rule S6), set by one
 parameter, `command_timeout_s` (0 switches it off, for one-shot publishers). When it is > 0:
 
@@ -40,13 +45,14 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import LivelinessPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.timer import Timer
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64
+from std_msgs.msg import Empty, Float64
 
 from viam_session.chips import Chip, CHIP_BACKENDS, ChipError, open_chip
 from viam_session.parameters import declare_float, declare_string
 from viam_session.time_convert import monotonic_to_ros_time
 
-__all__ = ['ActuatorDriver', 'Device', 'LifecycleDriver', 'command_subscription_qos']
+__all__ = ['ActuatorDriver', 'Device', 'LifecycleDriver', 'alive_qos',
+           'command_subscription_qos']
 
 
 class Device(Protocol):
@@ -69,6 +75,13 @@ def command_subscription_qos(command_timeout_s: float) -> QoSProfile:
     return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                       liveliness=LivelinessPolicy.AUTOMATIC,
                       liveliness_lease_duration=Duration(seconds=command_timeout_s))
+
+
+def alive_qos(lease_s: float) -> QoSProfile:
+    """Return the QoS of `~/alive` (liveliness AUTOMATIC, lease `lease_s`) for both ends."""
+    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      liveliness=LivelinessPolicy.AUTOMATIC,
+                      liveliness_lease_duration=Duration(seconds=lease_s))
 
 
 class LifecycleDriver(LifecycleNode):
@@ -96,6 +109,11 @@ class LifecycleDriver(LifecycleNode):
         self._device: Optional[Device] = None
         self._active = False
         self._state_publisher = self.create_lifecycle_publisher(JointState, '~/joint_state', 10)
+        self._liveliness_lease_s = declare_float(
+            self, 'liveliness_lease_s', 1.0, 'Lease of the liveliness the `~/alive` writer '
+            'offers (AUTOMATIC); a supervisor must request a lease at least this long.',
+            low=0.01, high=3600.0)
+        self._alive = self.create_publisher(Empty, '~/alive', alive_qos(self._liveliness_lease_s))
         atexit.register(self.make_safe)
 
     # --- for subclasses ------------------------------------------------------------------------

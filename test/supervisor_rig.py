@@ -1,0 +1,197 @@
+"""A lifecycle supervisor process over driver processes on a simulated chip, and an observer."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import TransitionEvent
+from lifecycle_msgs.srv import GetState
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+from std_msgs.msg import Float64, String
+from std_srvs.srv import Trigger
+
+from viam_session.service_call import call_service
+from viam_session.sessions.manager_node import EVENTS_QOS
+from viam_session.sim_robot import local_ros_environment
+from viam_session.supervisor.supervisor_node import PART_EVENTS_QOS
+from viam_session_interfaces.msg import SessionEvent
+import yaml
+
+__all__ = ['Recorder', 'SupervisorRig']
+
+SUPERVISOR = '/lifecycle_supervisor'
+
+
+class Recorder:
+    """(CLOCK_MONOTONIC ns of arrival, item) pairs; wait for one with a deadline."""
+
+    def __init__(self) -> None:
+        self.items: List[tuple] = []
+        self._changed = threading.Condition()
+
+    def append(self, item: Any) -> None:
+        with self._changed:
+            self.items.append((time.monotonic_ns(), item))
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[Any], bool], *, after_ns: int = 0,
+                 timeout_s: float = 30.0) -> tuple:
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while True:
+                for t_ns, item in self.items:
+                    if t_ns > after_ns and predicate(item):
+                        return t_ns, item
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f'nothing matching within {timeout_s} s')
+                self._changed.wait(remaining)
+
+
+class SupervisorRig:
+    """Write a robot description, run the supervisor (and others), observe everything."""
+
+    def __init__(self, workdir: Path, domain_id: int) -> None:
+        self.workdir = workdir
+        self.chip_dir = workdir / 'chip'
+        self.chip_dir.mkdir(parents=True, exist_ok=True)
+        self.env = local_ros_environment(dict(os.environ, ROS_DOMAIN_ID=str(domain_id)))
+        self.domain_id = domain_id
+        self.processes: Dict[str, subprocess.Popen] = {}
+        self.transitions = Recorder()     # (fqn, goal state label)
+        self.part_events = Recorder()     # dicts
+        self.session_events = Recorder()  # SessionEvent
+        self.diagnostics = Recorder()     # DiagnosticArray
+        self._context: Optional[Context] = None
+
+    def description(self, robot: Mapping[str, Any]) -> Path:
+        """Write `{'robot': robot}` as YAML; return its path."""
+        path = self.workdir / 'robot.yaml'
+        path.write_text(yaml.safe_dump({'robot': robot}), encoding='utf-8')
+        return path
+
+    def run(self, name: str, module: str, ros_args: Sequence[str]) -> subprocess.Popen:
+        """Start `python -m module --ros-args ...`, logging to `<name>.log`."""
+        with open(self.workdir / f'{name}.log', 'w', encoding='utf-8') as log:
+            process = subprocess.Popen([sys.executable, '-m', module, '--ros-args', *ros_args],
+                                       env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        return process
+
+    def start_supervisor(self, description: Path, nodes: Sequence[str],
+                         parameters: Sequence[str] = (),
+                         command_topics: Sequence[str] = ()) -> subprocess.Popen:
+        """Start the observer (watching `nodes`), then the supervisor spawning the drivers."""
+        self._observe(nodes, command_topics)
+        args = ['-p', f'robot_description:={description}', '-p', 'spawn_nodes:=true']
+        for parameter in parameters:
+            args += ['-p', parameter]
+        return self.run('supervisor', 'viam_session.supervisor.supervisor_node', args)
+
+    def call(self, service: str, timeout_s: float = 120.0) -> Trigger.Response:
+        """Call a supervisor service (startup, shutdown, get_state)."""
+        return call_service(self._clients[service], Trigger.Request(), timeout_s)
+
+    def wait_discovered(self, timeout_s: float = 60.0) -> None:
+        """
+        Wait until every watched node will send the observer its transition events.
+
+        Our reader seeing a node's writer does not mean the writer sees our reader (discovery
+        is per side). A get_state reply proves the node matched our reply reader, created
+        after the transition event readers, and Fast DDS announces endpoints in order.
+        """
+        deadline = time.monotonic() + timeout_s
+        for fqn, client in self._get_state_clients.items():
+            while True:
+                try:
+                    call_service(client, GetState.Request(), 1.0)
+                    break
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f'the observer did not discover {fqn}') from None
+
+    def state(self) -> Dict[str, Any]:
+        return json.loads(self.call('get_state').message)
+
+    def publish(self, topic: str, value: float, timeout_s: float = 30.0) -> None:
+        """Publish one Float64 on `topic` once a subscriber matched."""
+        publisher = self._publishers[topic]
+        deadline = time.monotonic() + timeout_s
+        while publisher.get_subscription_count() == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'no subscriber on {topic}')
+            time.sleep(0.01)   # discovery has no event in rclpy
+        publisher.publish(Float64(data=value))
+
+    def first(self, fqn: str, label: str, timeout_s: float = 30.0) -> int:
+        """Return when `fqn`'s first transition event towards `label` arrived."""
+        return self.transitions.wait_for(lambda item: item == (fqn, label),
+                                         timeout_s=timeout_s)[0]
+
+    def last(self, fqn: str, label: str, timeout_s: float = 30.0) -> int:
+        """Return when `fqn`'s latest event towards `label` arrived (waiting for one)."""
+        self.first(fqn, label, timeout_s)
+        return [t for t, item in self.transitions.items if item == (fqn, label)][-1]
+
+    def _observe(self, nodes: Sequence[str], command_topics: Sequence[str]) -> None:
+        self._context = Context()
+        rclpy.init(context=self._context, domain_id=self.domain_id,
+                   signal_handler_options=SignalHandlerOptions.NO)
+        self._node = Node('supervisor_observer', context=self._context, enable_rosout=False)
+        self._transition_subscriptions = [self._node.create_subscription(
+            TransitionEvent, f'{fqn}/transition_event',
+            lambda m, fqn=fqn: self.transitions.append((fqn, m.goal_state.label)), 100)
+            for fqn in nodes]
+        self._get_state_clients = {fqn: self._node.create_client(GetState, f'{fqn}/get_state')
+                                   for fqn in nodes}
+        self._node.create_subscription(String, f'{SUPERVISOR}/part_events',
+                                       lambda m: self.part_events.append(json.loads(m.data)),
+                                       PART_EVENTS_QOS)
+        self._node.create_subscription(SessionEvent, '/session_manager/events',
+                                       self.session_events.append, EVENTS_QOS)
+        self._node.create_subscription(DiagnosticArray, '/diagnostics',
+                                       self.diagnostics.append, 10)
+        self._clients = {name: self._node.create_client(Trigger, f'{SUPERVISOR}/{name}')
+                         for name in ('startup', 'shutdown', 'get_state')}
+        self._publishers = {topic: self._node.create_publisher(Float64, topic, 10)
+                            for topic in command_topics}
+        self._executor = SingleThreadedExecutor(context=self._context)
+        self._executor.add_node(self._node)
+        self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
+        self._spinner.start()
+
+    def close(self, failed: bool) -> None:
+        """Stop the supervisor first (its ordered shutdown may need the others), then the rest."""
+        for process in sorted(self.processes.values(),
+                              key=lambda p: p is not self.processes.get('supervisor')):
+            if process.poll() is None:
+                process.terminate()
+            if process is self.processes.get('supervisor'):
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    pass
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        if self._context is not None:
+            self._executor.shutdown(timeout_sec=2.0)
+            self._spinner.join(timeout=5)
+            self._node.destroy_node()
+            rclpy.try_shutdown(context=self._context)
+        if failed:
+            for log in sorted(self.workdir.glob('*.log')):
+                print(f'--- {log.name}\n{log.read_text(errors="replace")}')

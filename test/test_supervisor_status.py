@@ -1,0 +1,80 @@
+"""ROS-free parts of the supervisor: status, respawn budget, parking on a simulated chip."""
+
+from pathlib import Path
+
+from viam_session.chips.sim_chip import read_line_values, SimChip
+from viam_session.supervisor.parking import park_lines
+from viam_session.supervisor.spawner import DriverSpawner
+from viam_session.supervisor.status import ERROR, OK, RespawnBudget, TreeStatus, WARN
+from viam_session.supervisor.tree import parse_robot_description, Respawn
+
+
+def _tree(chip: Path):
+    return parse_robot_description({'robot': {'name': 'cart', 'primary': {
+        'name': 'base', 'nodes': [
+            {'name': 'board', 'driver': 'gpio_output',
+             'parameters': {'chip': str(chip), 'line': 1}},
+            {'name': 'motor', 'driver': 'dc_motor', 'depends_on': ['board'],
+             'parameters': {'chip': str(chip), 'pwm_line': 2, 'direction_line': 3}}],
+        'parts': [{'name': 'arm', 'namespace': '/arm', 'nodes': [
+            {'name': 'lidar', 'driver': 'external'}]}]}}})
+
+
+def test_the_budget_doubles_the_back_off_and_runs_out() -> None:
+    budget = RespawnBudget(Respawn(max_attempts=3, backoff_s=0.5))
+    assert [budget.next_delay() for _ in range(4)] == [0.5, 1.0, 2.0, None]
+    assert budget.attempts == 3
+    budget.reset()
+    assert budget.next_delay() == 0.5
+    assert RespawnBudget(Respawn()).next_delay() is None
+
+
+def test_levels_of_nodes_and_parts(tmp_path: Path) -> None:
+    status = TreeStatus(_tree(tmp_path))
+    assert status.part_level('base')[0] == WARN          # nothing seen yet
+    status.set_state('/board', 'active')
+    assert status.set_state('/motor', 'active')
+    assert not status.set_state('/motor', 'active')
+    assert status.part_level('base') == (OK, '2 node(s) active')
+    assert status.set_alive('/board', False)
+    level, message = status.part_level('base')
+    assert level == ERROR and message.startswith('/board: dead')
+    assert status.part_level('arm')[0] == WARN
+    listing = status.listing()
+    assert listing['nodes']['/board']['alive'] is False
+    assert listing['parts']['arm']['nodes'] == ['/arm/lidar']
+    assert status.not_active() == ['/board', '/arm/lidar']
+
+
+def test_parking_holds_a_freed_motor_at_pwm_0_until_released(tmp_path: Path) -> None:
+    tree = _tree(tmp_path)
+    driver = SimChip(tmp_path, holder='/motor')
+    driver.claim_output(2, 0)
+    driver.set_pwm(2, 1000.0, 0.8)
+    driver.close()                                  # as the kernel frees a dead process's lines
+    assert read_line_values(tmp_path)[2].value == 0.8   # left running
+    parked = park_lines(tree.nodes['/motor'], holder='supervisor parking /motor')
+    values = read_line_values(tmp_path)
+    assert values[2].kind == 'pwm' and values[2].value == 0.0
+    assert values[2].holder == 'supervisor parking /motor'
+    assert values[3].value == 0.0
+    parked.release()
+    parked.release()
+    again = SimChip(tmp_path, holder='/motor')       # the driver can claim them again
+    again.claim_output(2, 0)
+    again.close()
+    assert park_lines(tree.nodes['/arm/lidar'], holder='x') is None
+
+
+def test_the_spawner_refuses_drivers_without_an_executable(tmp_path: Path) -> None:
+    spawner = DriverSpawner()
+    try:
+        assert not spawner.can_spawn(_tree(tmp_path).nodes['/arm/lidar'])
+        try:
+            spawner.spawn(_tree(tmp_path).nodes['/arm/lidar'], liveliness_lease_s=1.0)
+        except ValueError as error:
+            assert 'start it yourself' in str(error)
+        else:
+            raise AssertionError('spawned an external node')
+    finally:
+        spawner.close()

@@ -1,0 +1,98 @@
+"""
+Start managed nodes as driver processes with their name, namespace and parameters (no ROS).
+
+Each process gets a parameter file of its own (the node's parameters from the robot
+description plus `liveliness_lease_s`), and asks the kernel to send it SIGTERM if the
+supervisor dies, so a driver never outlives its supervisor unsupervised (it then stops its
+outputs on the way out, as on any SIGTERM).
+"""
+
+import ctypes
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Any, Dict, List, Mapping, Optional
+
+from viam_session.supervisor.tree import ManagedNode
+import yaml
+
+__all__ = ['DRIVER_EXECUTABLES', 'DriverSpawner']
+
+DRIVER_EXECUTABLES = {
+    'dc_motor': 'viam_session.drivers.dc_motor',
+    'digital_input': 'viam_session.drivers.digital_input',
+    'encoder': 'viam_session.drivers.encoder',
+    'gpio_output': 'viam_session.drivers.gpio_output',
+    'servo': 'viam_session.drivers.servo',
+}
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: SIGTERM when the parent (the supervisor) dies."""
+    try:
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class DriverSpawner:
+    """Driver processes started for managed nodes, by fully qualified name."""
+
+    def __init__(self, *, env: Optional[Mapping[str, str]] = None) -> None:
+        self._env = dict(os.environ if env is None else env)
+        self._env['PYTHONUNBUFFERED'] = '1'
+        self._dir = Path(tempfile.mkdtemp(prefix='viam_session_supervisor_'))
+        self.processes: Dict[str, subprocess.Popen] = {}
+
+    @staticmethod
+    def can_spawn(node: ManagedNode) -> bool:
+        return node.driver in DRIVER_EXECUTABLES
+
+    def spawn(self, node: ManagedNode, *, liveliness_lease_s: float) -> subprocess.Popen:
+        """Start `node`'s driver (ValueError if its driver has no executable); return it."""
+        if not self.can_spawn(node):
+            raise ValueError(f'{node.fully_qualified_name}: driver {node.driver!r} has no '
+                             'executable; start it yourself')
+        fqn = node.fully_qualified_name
+        parameters = dict(node.parameters, liveliness_lease_s=float(liveliness_lease_s))
+        path = self._dir / (fqn.strip('/').replace('/', '__') + '.yaml')
+        path.write_text(yaml.safe_dump({'/**': {'ros__parameters': parameters}}),
+                        encoding='utf-8')
+        command: List[Any] = [
+            sys.executable, '-m', DRIVER_EXECUTABLES[node.driver], '--ros-args',
+            '-r', f'__node:={node.name}', '-r', f'__ns:={node.namespace}',
+            '--params-file', str(path)]
+        process = subprocess.Popen(command, env=self._env, preexec_fn=_die_with_parent)
+        self.processes[fqn] = process
+        return process
+
+    def alive(self, fqn: str) -> bool:
+        process = self.processes.get(fqn)
+        return process is not None and process.poll() is None
+
+    def reap(self, fqn: str) -> None:
+        """Collect a dead process's exit status (no zombie left)."""
+        process = self.processes.get(fqn)
+        if process is not None and process.poll() is None:
+            process.kill()
+        if process is not None:
+            process.wait(timeout=5)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM every process, then SIGKILL those still running after `timeout_s`."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        for path in self._dir.glob('*.yaml'):
+            path.unlink()
+        self._dir.rmdir()

@@ -1,0 +1,552 @@
+"""
+The lifecycle supervisor: a robot as a tree of parts, started and stopped in order, watched.
+
+One node (`lifecycle_supervisor`) reads a robot description (`viam_session.supervisor.tree`)
+and manages every node in it through the standard lifecycle services, so `ros2 lifecycle`
+keeps working on each of them.
+
+- Startup (`~/startup`, std_srvs/Trigger; or `autostart:=true`): wave after wave, parents
+  first: configure the wave's nodes in parallel, then activate them, each checked with
+  get_state. On a failure the ramp-up stops, what was activated is deactivated again (latest
+  wave first) and the reply names the failing node, the transition and the node's last error
+  log (from /rosout).
+- Shutdown (`~/shutdown`, and on SIGINT/SIGTERM of the supervisor): the shutdown plan, children
+  first, each step's nodes in parallel: deactivate, then cleanup. Down means unconfigured:
+  outputs safe and lines released, and the node can be started again (a shutdown transition
+  to finalized could not be undone without restarting the process). After each step the parts
+  it leaves down are reported ("part X down": log and `~/part_events`); then the session
+  manager (`session_manager`) is asked to close every client session (`closed by robot`).
+  On exit the supervisor then stops the driver processes it started.
+- Liveliness: each driver offers `<node>/alive` (liveliness AUTOMATIC); the supervisor requests
+  the node's lease (`liveliness_lease_s` in the description, else
+  `default_liveliness_lease_s`). A node whose liveliness is lost is dead: reported, its
+  output lines parked at their safe level by the supervisor when it runs on this host
+  (`supervisor.parking`), its dependents (transitively) deactivated, and then, within its
+  `respawn` budget and with a doubling back-off, respawned if the supervisor started it, or
+  configured and activated again when it comes back; its dependents follow.
+- `~/get_state` (std_srvs/Trigger): JSON of every node's state, part, liveliness and error.
+- `/diagnostics`: one status per part and per node, at 1 Hz and on every change.
+"""
+
+import faulthandler
+from functools import partial
+import json
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple
+
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition, TransitionEvent
+from rcl_interfaces.msg import Log
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.event_handler import QoSLivelinessChangedInfo, SubscriptionEventCallbacks
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Empty, String
+from std_srvs.srv import Trigger
+
+from viam_session.chips import ChipError
+from viam_session.drivers.base import alive_qos
+from viam_session.node_runner import run_node
+from viam_session.parameters import declare_bool, declare_float, declare_string
+from viam_session.supervisor.diagnostics import tree_diagnostics
+from viam_session.supervisor.lifecycle_link import (
+    bounded, LifecycleLink, sleep, STATE_LABELS)
+from viam_session.supervisor.parking import park_lines, ParkedLines
+from viam_session.supervisor.spawner import DriverSpawner
+from viam_session.supervisor.status import TreeStatus
+from viam_session.supervisor.tree import load_robot_description
+
+__all__ = ['LifecycleSupervisor', 'PART_EVENTS_QOS', 'main']
+
+PART_EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+CONFIGURE = Transition.TRANSITION_CONFIGURE
+ACTIVATE = Transition.TRANSITION_ACTIVATE
+DEACTIVATE = Transition.TRANSITION_DEACTIVATE
+CLEANUP = Transition.TRANSITION_CLEANUP
+ERROR_LOG_LEVEL = 40
+
+
+def _logger_name(fqn: str) -> str:
+    return fqn.strip('/').replace('/', '.')
+
+
+class LifecycleSupervisor(Node):
+    """Start, stop and watch the managed nodes of a robot description (module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('lifecycle_supervisor', **kwargs)
+        path = declare_string(self, 'robot_description', '',
+                              'Path of the robot description YAML (parts tree).')
+        if not path:
+            raise ValueError('parameter robot_description (a YAML file) is required')
+        self._spawn = declare_bool(
+            self, 'spawn_nodes', False, "Start each node of this host's parts as a driver "
+            'process (name, namespace and parameters from the description).')
+        self._timeout_s = declare_float(
+            self, 'transition_timeout_s', 10.0, 'How long one node may take to be discovered '
+            'and to complete one lifecycle transition.', low=0.1, high=600.0)
+        self._session_manager = declare_string(
+            self, 'session_manager', '', 'Fully qualified name of the session manager whose '
+            '~/close_all_sessions ends the ordered shutdown; empty: none.')
+        if self._session_manager and not self._session_manager.startswith('/'):
+            raise ValueError('session_manager must be a fully qualified node name (start with '
+                             f'/) or empty, got {self._session_manager!r}')
+        self._default_lease_s = declare_float(
+            self, 'default_liveliness_lease_s', 1.0, 'Liveliness lease of nodes whose '
+            'description gives none.', low=0.01, high=3600.0)
+        self._host = declare_string(
+            self, 'host', 'localhost', 'The host this supervisor runs on: it spawns and parks '
+            'only the nodes of parts on this host.')
+        autostart = declare_bool(self, 'autostart', False, 'Start the tree up once running.')
+        self._tree = load_robot_description(path)
+
+        self._group = ReentrantCallbackGroup()
+        self._status = TreeStatus(self._tree)
+        self._links: Dict[str, LifecycleLink] = {}
+        self._last_error: Dict[str, str] = {}
+        self._parked: Dict[str, ParkedLines] = {}
+        self._held_down: Dict[str, List[str]] = {}
+        self._recovering: Set[str] = set()
+        self._operation: Optional[str] = None
+        self._started = False
+        self._stopping = False
+        self._closed = False
+        for fqn in self._tree.nodes:
+            self._links[fqn] = LifecycleLink(self, fqn, self._group)
+            self.create_subscription(
+                Empty, f'{fqn}/alive', lambda _: None, alive_qos(self._lease_s(fqn)),
+                event_callbacks=SubscriptionEventCallbacks(
+                    liveliness=partial(self._on_liveliness, fqn),
+                    incompatible_qos=partial(self._on_incompatible, fqn)),
+                callback_group=self._group)
+            self.create_subscription(TransitionEvent, f'{fqn}/transition_event',
+                                     partial(self._on_transition, fqn), 10)
+        self.create_subscription(Log, '/rosout', self._on_log, 100)
+        self._part_events = self.create_publisher(String, '~/part_events', PART_EVENTS_QOS)
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_service(Trigger, '~/startup', self._on_startup, callback_group=self._group)
+        self.create_service(Trigger, '~/shutdown', self._on_shutdown,
+                            callback_group=self._group)
+        self.create_service(Trigger, '~/get_state', self._on_get_state,
+                            callback_group=self._group)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+        self._spawner = DriverSpawner()
+        if self._spawn:
+            for fqn, node in self._tree.nodes.items():
+                if self._local(fqn) and self._spawner.can_spawn(node):
+                    self._start_process(fqn)
+        if autostart:
+            self._autostart = self.create_timer(0.0, self._on_autostart,
+                                                callback_group=self._group)
+        self.get_logger().info(
+            f'robot {self._tree.name!r}: {len(self._tree.parts)} part(s), '
+            f'{len(self._tree.nodes)} node(s) in {len(self._tree.startup_waves())} wave(s); '
+            f'{len(self._spawner.processes)} driver process(es) started')
+
+    # --- services ------------------------------------------------------------------------------
+
+    async def _on_startup(self, request: Trigger.Request,
+                          response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = await self._exclusive('startup', self._startup())
+        return response
+
+    async def _on_shutdown(self, request: Trigger.Request,
+                           response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = await self._exclusive('shutdown', self._shutdown())
+        return response
+
+    async def _on_get_state(self, request: Trigger.Request,
+                            response: Trigger.Response) -> Trigger.Response:
+        fqns = [fqn for fqn, s in self._status.nodes.items() if s.alive is not False]
+        states = await self._parallel([self._links[fqn].state(3.0) for fqn in fqns])
+        for fqn, state in zip(fqns, states):
+            if state is not None:
+                self._status.nodes[fqn].state = state
+        listing = self._status.listing()
+        listing['operation'] = self._operation or ''
+        listing['started'] = self._started
+        response.success = not self._status.not_active()
+        response.message = json.dumps(listing)
+        return response
+
+    async def _exclusive(self, name: str, work: Awaitable[Tuple[bool, str]]) -> Tuple[bool, str]:
+        if self._operation is not None:
+            work.close()
+            return False, f'busy: {self._operation} in progress'
+        self._operation = name
+        try:
+            success, message = await work
+        finally:
+            self._operation = None
+        if success:    # one severity per call site (rclpy refuses a change between calls)
+            self.get_logger().info(f'{name}: {message}')
+        else:
+            self.get_logger().error(f'{name}: {message}')
+        self._publish_diagnostics()
+        return success, message
+
+    def _on_autostart(self) -> None:
+        self.destroy_timer(self._autostart)
+        self.executor.create_task(self._exclusive('startup', self._startup()))
+
+    # --- startup -------------------------------------------------------------------------------
+
+    async def _startup(self) -> Tuple[bool, str]:
+        self._stopping = False
+        activated: List[List[str]] = []
+        for wave in self._tree.startup_waves():
+            for transition in (CONFIGURE, ACTIVATE):
+                results = await self._parallel([self._raise(fqn, transition) for fqn in wave])
+                failed = [(fqn, message) for fqn, (ok, message) in zip(wave, results) if not ok]
+                if transition == ACTIVATE:
+                    activated.append([fqn for fqn in wave if self._status.nodes[fqn].state
+                                      == 'active'])
+                if failed:
+                    for started in reversed(activated):
+                        await self._parallel([self._lower(fqn, DEACTIVATE) for fqn in started])
+                    self._started = False
+                    kept = [fqn for group in activated for fqn in group]
+                    return False, ('startup stopped: ' + '; '.join(
+                        f'{fqn} failed to {message}' for fqn, message in failed)
+                        + f'; deactivated again: {kept or "none"}')
+        self._started = True
+        for budget in self._status.budgets.values():
+            budget.reset()
+        return True, f'{len(self._tree.nodes)} node(s) active'
+
+    async def _raise(self, fqn: str, transition: int) -> Tuple[bool, str]:
+        """Bring `fqn` to inactive (configure) or active (activate) if it is not there yet."""
+        label = 'configure' if transition == CONFIGURE else 'activate'
+        if self._status.nodes[fqn].alive is False:
+            return False, f'{label}: the node is dead ({self._status.nodes[fqn].error})'
+        state = await self._links[fqn].state(self._timeout_s)
+        if state is None:
+            return False, f'{label}: {self._unreachable(fqn)}'
+        wanted = 'inactive' if transition == CONFIGURE else 'active'
+        if state == wanted or state == 'active':
+            self._status.set_state(fqn, state)
+            return True, state
+        if state not in ('unconfigured', 'inactive'):
+            return False, f'{label}: the node is {state}' + (
+                '; restart its process' if state == 'finalized' else '')
+        steps = [CONFIGURE, ACTIVATE] if state == 'unconfigured' else [ACTIVATE]
+        for step in steps[:1] if transition == CONFIGURE else steps:
+            self._last_error.pop(_logger_name(fqn), None)
+            ok, message = await self._links[fqn].transition(step, self._timeout_s)
+            if not ok:
+                said = self._last_error.get(_logger_name(fqn))
+                message += f' (node said: {said})' if said else ''
+                self._status.set_state(fqn, self._status.nodes[fqn].state, message)
+                return False, message
+            self._status.set_state(fqn, message)
+        return True, wanted
+
+    def _unreachable(self, fqn: str) -> str:
+        process = self._spawner.processes.get(fqn)
+        if process is not None and process.poll() is not None:
+            return f'its process exited with code {process.returncode}'
+        return f'lifecycle services not reachable within {self._timeout_s:g} s'
+
+    # --- shutdown ------------------------------------------------------------------------------
+
+    async def _shutdown(self) -> Tuple[bool, str]:
+        self._stopping = True
+        self._started = False
+        problems: List[str] = []
+        for step in self._tree.shutdown_plan():
+            results = await self._parallel([self._take_down(fqn) for fqn in step.nodes])
+            failed = {fqn: message for fqn, (ok, message) in zip(step.nodes, results) if not ok}
+            problems.extend(f'{fqn}: {message}' for fqn, message in failed.items())
+            for part in step.parts_down:
+                left = [fqn for fqn in self._tree.parts[part].nodes if fqn in failed]
+                self._part_event('part_down', part=part, problems=left)
+                self.get_logger().info(f'part {part} down' + (
+                    f' (could not stop {left})' if left else ''))
+        closed = await self._close_sessions()
+        if closed is not None:
+            problems.append(closed)
+        if problems:
+            return False, 'shutdown done with problems: ' + '; '.join(problems)
+        return True, f'every part down{"; sessions closed" if self._session_manager else ""}'
+
+    async def _take_down(self, fqn: str) -> Tuple[bool, str]:
+        """Deactivate, then clean up `fqn`; a dead node counts as down (its lines parked)."""
+        if self._status.nodes[fqn].alive is False:
+            return True, 'dead'
+        state = await self._links[fqn].state(self._timeout_s)
+        if state is None:
+            return False, self._unreachable(fqn)
+        for transition, source in ((DEACTIVATE, 'active'), (CLEANUP, 'inactive')):
+            if state == source:
+                ok, state = await self._links[fqn].transition(transition, self._timeout_s)
+                if not ok:
+                    return False, state
+                self._status.set_state(fqn, state)
+        return True, state
+
+    async def _lower(self, fqn: str, transition: int) -> Tuple[bool, str]:
+        """Deactivate `fqn` if it is active."""
+        if self._status.nodes[fqn].alive is False:
+            return True, 'dead'
+        state = await self._links[fqn].state(self._timeout_s)
+        if state != 'active':
+            return state is not None, state or 'unreachable'
+        ok, message = await self._links[fqn].transition(transition, self._timeout_s)
+        if ok:
+            self._status.set_state(fqn, message)
+        return ok, message
+
+    async def _close_sessions(self) -> Optional[str]:
+        """Ask the session manager to close every session; return a problem or None."""
+        if not self._session_manager:
+            return None
+        if not hasattr(self, '_close_client'):
+            self._close_client = self.create_client(
+                Trigger, f'{self._session_manager}/close_all_sessions',
+                callback_group=self._group)
+        client = self._close_client
+        waited = 0.0
+        while not client.service_is_ready():
+            if waited > self._timeout_s:
+                return f'{client.srv_name} not available'
+            await sleep(self, 0.02, self._group)
+            waited += 0.02
+        future = client.call_async(Trigger.Request())
+        if not await bounded(self, future, self._timeout_s, self._group):
+            return f'{client.srv_name} did not answer within {self._timeout_s:g} s'
+        self._part_event('sessions_closed', part=self._tree.primary.name,
+                         message=future.result().message)
+        self.get_logger().info(f'client sessions closed: {future.result().message}')
+        return None if future.result().success else future.result().message
+
+    def close(self) -> None:
+        """Run the ordered shutdown (from another thread), then stop the processes started."""
+        if self._closed:
+            return
+        executor = self.executor
+        if executor is not None:
+            done = threading.Event()
+            task = executor.create_task(self._exclusive_shutdown)
+            task.add_done_callback(lambda _: done.set())
+            limit = self._timeout_s * (2 * len(self._tree.shutdown_plan()) + 2)
+            if not done.wait(limit):
+                self.get_logger().error(f'ordered shutdown did not finish within {limit:g} s')
+        self._closed = True
+        self._spawner.close()
+        for parked in self._parked.values():
+            parked.release()
+        self._parked.clear()
+
+    async def _exclusive_shutdown(self) -> None:
+        self._stopping = True
+        while self._operation is not None:     # let a startup in progress finish first
+            await sleep(self, 0.05, self._group)
+        try:
+            await self._exclusive('shutdown', self._shutdown())
+        except Exception:  # noqa: B902 - reported; the processes are stopped all the same
+            self.get_logger().error(f'ordered shutdown failed: {traceback.format_exc()}')
+
+    # --- liveliness ----------------------------------------------------------------------------
+
+    def _on_liveliness(self, fqn: str, info: QoSLivelinessChangedInfo) -> None:
+        if self._closed:
+            return
+        if info.alive_count_change > 0 and info.alive_count > 0:
+            was_dead = self._status.nodes[fqn].alive is False
+            self._status.set_alive(fqn, True)
+            self._status.nodes[fqn].state = 'unknown'
+            self._publish_diagnostics()
+            if was_dead and fqn not in self._recovering:
+                self.get_logger().info(f'{fqn} is back')
+                self.executor.create_task(self._returned(fqn))
+        elif info.alive_count == 0 and info.alive_count_change < 0:
+            self._status.set_alive(fqn, False)
+            self._status.nodes[fqn].error = 'lost liveliness'
+            self.get_logger().error(f'{fqn} lost liveliness: dead')
+            self._publish_diagnostics()
+            self.executor.create_task(self._lost(fqn))
+
+    def _on_incompatible(self, fqn: str, info: Any) -> None:
+        self.get_logger().error(
+            f'{fqn}/alive offers an incompatible QoS: its liveliness_lease_s must not exceed '
+            f'{self._lease_s(fqn):g} s; it is not watched', throttle_duration_sec=10.0)
+
+    async def _lost(self, fqn: str) -> None:
+        """Park, deactivate the dependents, then respawn within the budget."""
+        dependents = self._tree.dependents_of(fqn)
+        self._recovering.add(fqn)
+        try:
+            await self._lost_node(fqn, dependents)
+        finally:
+            self._recovering.discard(fqn)
+        if self._status.nodes[fqn].alive:      # came back while being handled
+            self.get_logger().warning(f'{fqn} was late, not dead: bringing it back')
+            await self._returned(fqn)
+            return
+        if (self._started and not self._stopping and fqn in self._spawner.processes
+                and fqn not in self._recovering):
+            await self._respawn(fqn)
+
+    async def _lost_node(self, fqn: str, dependents: List[str]) -> None:
+        if fqn not in self._held_down:
+            self._held_down[fqn] = [d for d in dependents
+                                    if self._status.nodes[d].state == 'active']
+        running = fqn in self._spawner.processes and self._spawner.alive(fqn)
+        if not running:
+            self._reap_and_park(fqn)
+        results = await self._parallel([self._lower(d, DEACTIVATE) for d in dependents])
+        stopped = [d for d, (ok, _) in zip(dependents, results) if ok]
+        if running:
+            # Late, or stalled? One more lease to come back; then, once the tree is started,
+            # it is killed, so its lines come free for parking and a new process can claim
+            # them. (While processes start, a loaded machine makes late ones: left alone.)
+            await self._wait_alive(fqn, self._lease_s(fqn))
+            if self._status.nodes[fqn].alive or not self._started:
+                return
+            self._reap_and_park(fqn)
+        self._part_event('node_lost', part=self._tree.nodes[fqn].part, node=fqn,
+                         dependents_deactivated=stopped, parked=fqn in self._parked)
+        self.get_logger().error(f'{fqn} dead ({self._status.nodes[fqn].error}): dependents '
+                                f'deactivated {stopped}'
+                                + (', lines parked' if fqn in self._parked else ''))
+
+    def _reap_and_park(self, fqn: str) -> None:
+        if fqn in self._spawner.processes:
+            self._spawner.reap(fqn)
+            self._status.nodes[fqn].error = (
+                f'lost liveliness; process exit code {self._spawner.processes[fqn].returncode}')
+        self._park(fqn)
+
+    async def _wait_alive(self, fqn: str, timeout_s: float) -> None:
+        waited = 0.0
+        while not self._status.nodes[fqn].alive and waited < timeout_s:
+            await sleep(self, 0.02, self._group)
+            waited += 0.02
+
+    async def _respawn(self, fqn: str) -> None:
+        self._recovering.add(fqn)
+        try:
+            while not self._stopping:
+                delay = self._status.budgets[fqn].next_delay()
+                if delay is None:
+                    self._give_up(fqn)
+                    return
+                await sleep(self, delay, self._group)
+                if self._stopping:
+                    return
+                self._unpark(fqn)
+                self._start_process(fqn)
+                if await self._bring_back(fqn):
+                    return
+                self._spawner.reap(fqn)
+                self._park(fqn)
+        finally:
+            self._recovering.discard(fqn)
+
+    async def _returned(self, fqn: str) -> None:
+        """Configure and activate a node that came back by itself, then its dependents."""
+        if not self._started or self._stopping:
+            return
+        if self._status.budgets[fqn].next_delay() is None:
+            self._give_up(fqn)
+            return
+        self._unpark(fqn)
+        await self._bring_back(fqn)
+
+    async def _bring_back(self, fqn: str) -> bool:
+        ok, message = await self._raise(fqn, ACTIVATE)
+        if not ok:
+            self.get_logger().error(f'{fqn}: could not bring it back: {message}')
+            return False
+        self._status.nodes[fqn].error = ''
+        held = self._held_down.pop(fqn, [])
+        for dependent in held:
+            await self._raise(dependent, ACTIVATE)
+        self._part_event('node_recovered', part=self._tree.nodes[fqn].part, node=fqn,
+                         dependents_activated=held)
+        self.get_logger().info(f'{fqn} back and active; dependents activated again {held}')
+        self._publish_diagnostics()
+        return True
+
+    def _give_up(self, fqn: str) -> None:
+        attempts = self._status.budgets[fqn].attempts
+        self._status.nodes[fqn].error = f'dead; not brought back after {attempts} attempt(s)'
+        self.get_logger().error(f'{fqn}: {self._status.nodes[fqn].error}')
+        self._part_event('node_given_up', part=self._tree.nodes[fqn].part, node=fqn)
+        self._publish_diagnostics()
+
+    # --- parking and processes -----------------------------------------------------------------
+
+    def _park(self, fqn: str) -> None:
+        if fqn in self._parked or not self._local(fqn):
+            return
+        try:
+            parked = park_lines(self._tree.nodes[fqn], holder=f'{self.get_fully_qualified_name()}'
+                                f' parking {fqn}')
+        except (ChipError, ValueError) as error:
+            self.get_logger().error(f'{fqn}: could not park its lines: {error}')
+            return
+        if parked is not None:
+            self._parked[fqn] = parked
+            self._status.nodes[fqn].parked = True
+            self.get_logger().warning(f'{fqn}: lines parked at their safe level')
+
+    def _unpark(self, fqn: str) -> None:
+        parked = self._parked.pop(fqn, None)
+        if parked is not None:
+            parked.release()
+            self._status.nodes[fqn].parked = False
+
+    def _start_process(self, fqn: str) -> None:
+        process = self._spawner.spawn(self._tree.nodes[fqn], liveliness_lease_s=self._lease_s(fqn))
+        status = self._status.nodes[fqn]
+        status.pid, status.alive, status.state = process.pid, None, 'unknown'
+
+    def _local(self, fqn: str) -> bool:
+        return self._tree.parts[self._tree.nodes[fqn].part].host == self._host
+
+    def _lease_s(self, fqn: str) -> float:
+        lease = self._tree.nodes[fqn].liveliness_lease_s
+        return self._default_lease_s if lease is None else lease
+
+    # --- observation ---------------------------------------------------------------------------
+
+    def _on_transition(self, fqn: str, event: TransitionEvent) -> None:
+        if self._status.nodes[fqn].alive is not False:
+            if self._status.set_state(fqn, STATE_LABELS.get(event.goal_state.id, 'unknown'),
+                                      self._status.nodes[fqn].error):
+                self._publish_diagnostics()
+
+    def _on_log(self, log: Log) -> None:
+        if log.level >= ERROR_LOG_LEVEL:
+            self._last_error[log.name] = log.msg
+
+    def _part_event(self, event: str, **fields: Any) -> None:
+        self._part_events.publish(String(data=json.dumps(
+            {'event': event, 't_ns': time.monotonic_ns(), **fields})))
+
+    def _publish_diagnostics(self) -> None:
+        array = tree_diagnostics(self._status, robot=self._tree.name, host=self._host)
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics.publish(array)
+
+    async def _parallel(self, work: List[Awaitable[Any]]) -> List[Any]:
+        """Run coroutines as tasks of this node's executor; return their results in order."""
+        tasks = [self.executor.create_task(item) for item in work]
+        return [await task for task in tasks]
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """Run the supervisor; on SIGINT/SIGTERM the ordered shutdown runs before it exits."""
+    faulthandler.register(signal.SIGUSR1)     # `kill -USR1 <pid>`: every thread's stack
+    return run_node(LifecycleSupervisor, args=args, before_shutdown=LifecycleSupervisor.close)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -66,8 +66,11 @@ def test_three_level_tree_starts_parents_first_and_stops_children_first(
     description = rig.description(_three_levels(rig.chip_dir))
     rig.run('session_manager', 'viam_session.sessions.manager_node',
             ['-p', "actuators:=['/motor']", '-p', 'automatic_stop:=false'])
+    # Liveliness is not under test here: a long lease keeps a driver that a loaded machine
+    # starves for a second from being taken for dead in the middle of the ramp-up.
     rig.start_supervisor(description, list(PARENTS),
-                         ['session_manager:=/session_manager', f'transition_timeout_s:={30.0}'])
+                         ['session_manager:=/session_manager', f'transition_timeout_s:={30.0}',
+                          'default_liveliness_lease_s:=5.0'])
     client = ClientProcess(['--resource', '/motor', '--value', '0.0', '--window', '2.0'],
                            rig.env, rig.workdir / 'client.log')
     try:

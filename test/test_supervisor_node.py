@@ -137,6 +137,13 @@ def _board_and_motors(chip: Path, respawn: Dict[str, Any]) -> Dict[str, Any]:
               liveliness_lease_s=LEASE_S)]}}
 
 
+def _wait_seen_alive(rig: SupervisorRig, fqn: str, timeout_s: float = 30.0) -> None:
+    """Wait until the supervisor has seen the node's liveliness (so a kill is a loss of it)."""
+    deadline = time.monotonic() + timeout_s
+    while rig.state()['nodes'][fqn]['alive'] is not True:
+        assert time.monotonic() < deadline, f'the supervisor never saw {fqn} alive'
+
+
 def test_sigkill_of_a_board_deactivates_its_motors_within_the_lease(rig: SupervisorRig) -> None:
     """No respawn for the board: its motors are deactivated and stay so; it is reported."""
     rig.start_supervisor(rig.description(_board_and_motors(rig.chip_dir, {'max_attempts': 0})),
@@ -145,7 +152,7 @@ def test_sigkill_of_a_board_deactivates_its_motors_within_the_lease(rig: Supervi
     started = rig.call('startup')
     assert started.success, started.message
     pid = rig.state()['nodes']['/board']['pid']
-    time.sleep(0.2)   # let liveliness be asserted more than once before the kill
+    _wait_seen_alive(rig, '/board')
     killed_ns = time.monotonic_ns()
     os.kill(pid, signal.SIGKILL)
     delays: List[float] = []
@@ -182,7 +189,7 @@ def test_sigkill_of_a_motor_mid_motion_parks_its_lines_then_respawns_it(
     wait_for_line_change(rig.chip_dir, lambda c: c.line == 2 and c.kind == 'pwm'
                          and abs(c.value - 0.8) < 1e-9, timeout_s=30)
     pid = rig.state()['nodes']['/left']['pid']
-    time.sleep(0.2)
+    _wait_seen_alive(rig, '/left')
     killed_ns = time.monotonic_ns()
     os.kill(pid, signal.SIGKILL)
     parked = wait_for_line_change(

@@ -405,6 +405,11 @@ def test_a_big_tree_orders_correctly():
         "'localhost' is already held by robot.primary.nodes[1] (left_motor) as pwm_line",
         id='duplicate-line-in-one-node'),
     pytest.param(
+        [('robot.primary.nodes[1].parameters.enable_line', 5)],
+        "robot.primary.nodes[1] (left_motor): enable_line 5 of sim chip '0' on host "
+        "'localhost' is already held by robot.primary.nodes[0] (board) as enable_line",
+        id='duplicate-motor-enable-line'),
+    pytest.param(
         [('robot.primary.nodes[1].parameters.pwm_line', 1024)],
         'robot.primary.nodes[1] (left_motor): parameter pwm_line must be a line number in '
         '[0, 1023], got 1024', id='line-out-of-range'),
@@ -619,3 +624,13 @@ def test_an_unreadable_or_empty_file_is_a_description_error(tmp_path):
     empty.write_text('')
     with pytest.raises(RobotDescriptionError, match='must be a mapping, got None'):
         load_robot_description(empty)
+
+
+def test_an_enable_line_of_minus_one_means_none():
+    """Drivers take -1 for an optional line that is not wired; two motors may both say so."""
+    description = small_robot()
+    description['robot']['primary']['nodes'][1]['parameters']['enable_line'] = -1
+    description['robot']['primary']['nodes'].append(
+        {'name': 'right_motor', 'driver': 'dc_motor', 'depends_on': ['board'],
+         'parameters': {'pwm_line': 22, 'direction_line': 23, 'enable_line': -1}})
+    assert '/right_motor' in parse_robot_description(description).nodes

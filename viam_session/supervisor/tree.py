@@ -63,6 +63,7 @@ DEFAULT_HOST = 'localhost'
 DEFAULT_CHIP_BACKEND = 'sim'
 DEFAULT_CHIP = '0'
 MAX_GPIO_LINE = 1023
+NO_LINE = -1    # what the drivers take for an optional line that is not wired
 NODE_NAME_MAX_LENGTH = 255    # rmw's limits
 NAMESPACE_MAX_LENGTH = 245
 
@@ -100,7 +101,7 @@ class DriverType:
 DRIVER_TYPES: Mapping[str, DriverType] = MappingProxyType({driver.name: driver for driver in (
     DriverType(name='board', gpio_lines=('enable_line',)),
     DriverType(name='dc_motor', required=('pwm_line', 'direction_line'),
-               gpio_lines=('pwm_line', 'direction_line')),
+               gpio_lines=('pwm_line', 'direction_line', 'enable_line')),
     DriverType(name='digital_input', required=('line',), gpio_lines=('line',)),
     DriverType(name='encoder', required=('a_line', 'b_line'), gpio_lines=('a_line', 'b_line')),
     DriverType(name='gpio_output', required=('line',), gpio_lines=('line',)),
@@ -493,7 +494,7 @@ class _Parser:
             return
         for key in driver.gpio_lines:
             line = parameters.get(key)
-            if line is None:
+            if line is None or line == NO_LINE:
                 continue
             if isinstance(line, bool) or not isinstance(line, int) or not (
                     0 <= line <= MAX_GPIO_LINE):

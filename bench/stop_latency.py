@@ -33,17 +33,15 @@ import csv
 import json
 import os
 from pathlib import Path
-import queue
 import random
 import signal
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from typing import Callable, Dict, List, Optional
 
 from viam_session.netfault import ImpairedPair
+from viam_session.netfault.remote_robot_process import RemoteRobotProcess
 
 __all__ = ['main']
 
@@ -52,47 +50,6 @@ FAULTS = ('link_down', 'loss_100', 'sigkill', 'loss30_delay100')
 # numbers would overflow), so the benches use the two highest valid ones.
 DOMAIN_RANGE = range(231, 233)
 DEADLINE_S = 120.0
-
-
-class RemoteRobot:
-    """The remote_robot process in namespace `a`: commands in, JSON lines out."""
-
-    def __init__(self, pair: ImpairedPair, window_s: float, log_path: Path, domain_id: int):
-        self._log = open(log_path, 'w', encoding='utf-8')
-        env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
-        self.process = pair.run(
-            pair.a.ns, [sys.executable, '-m', 'viam_session.netfault.remote_robot', pair.b.ns,
-                        str(window_s)], env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, text=True)
-        self._lines: 'queue.Queue[dict]' = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for text in self.process.stdout:
-            try:
-                self._lines.put(json.loads(text))
-            except json.JSONDecodeError:
-                pass
-
-    def expect(self, event: str) -> dict:
-        """Return the next line of this event; TimeoutError at the deadline."""
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            try:
-                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                raise TimeoutError(f'no {event!r} within {DEADLINE_S} s') from None
-            if line['event'] == event:
-                return line
-
-    def send(self, command: str) -> None:
-        self.process.stdin.write(command + '\n')
-        self.process.stdin.flush()
-
-    def close(self) -> None:
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
-        self._log.close()
 
 
 def _break(pair: ImpairedPair, fault: str, window_s: float, client_pid: int) -> int:
@@ -122,8 +79,9 @@ def run_window(window_s: float, args: argparse.Namespace,
                record: Callable[[Dict[str, object]], None]) -> None:
     """Run every fault's trials with one robot at `window_s`."""
     with ImpairedPair(seed=args.seed) as pair:
-        robot = RemoteRobot(pair, window_s, args.output / f'stop_latency_{window_s:g}.log',
-                            args.domain_id)
+        robot = RemoteRobotProcess(
+            pair=pair, window_s=window_s, domain_id=args.domain_id, deadline_s=DEADLINE_S,
+            log_path=args.output / f'stop_latency_{window_s:g}.log')
         try:
             for fault in args.faults:
                 for trial in range(args.trials):

@@ -7,13 +7,8 @@ the test breaks or degrades. The manager SIGKILL test needs no link and runs in 
 namespace. Skipped where namespaces cannot be used.
 """
 
-import json
 import os
 from pathlib import Path
-import queue
-import subprocess
-import sys
-import threading
 import time
 from typing import Iterator, Tuple
 
@@ -21,6 +16,7 @@ from lifecycle_msgs.msg import State
 import pytest
 
 from viam_session.netfault import ImpairedPair, netns_unavailable_reason
+from viam_session.netfault.remote_robot_process import RemoteRobotProcess
 from viam_session.sim_robot import SimRobot
 
 DEADLINE_S = 90.0
@@ -34,58 +30,19 @@ netns_only = pytest.mark.skipif(netns_unavailable_reason() is not None,
                                 reason=str(netns_unavailable_reason()))
 
 
-class Scenario:
-    """The scenario process in namespace `a`: JSON lines out, commands in."""
-
-    def __init__(self, process: subprocess.Popen) -> None:
-        self.process = process
-        self._lines: 'queue.Queue[dict]' = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for text in self.process.stdout:
-            try:
-                self._lines.put(json.loads(text))
-            except json.JSONDecodeError:
-                pass
-
-    def expect(self, event: str) -> dict:
-        """Return the next line of this event; fail at the deadline."""
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            try:
-                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                pytest.fail(f'no {event!r} from the scenario within {DEADLINE_S} s '
-                            f'(rc {self.process.poll()})')
-            if line['event'] == event:
-                return line
-
-    def send(self, command: str) -> None:
-        self.process.stdin.write(command + '\n')
-        self.process.stdin.flush()
-
-
 @pytest.fixture
 def remote_robot(request: pytest.FixtureRequest,
-                 tmp_path: Path) -> Iterator[Tuple[ImpairedPair, Scenario]]:
+                 tmp_path: Path) -> Iterator[Tuple[ImpairedPair, RemoteRobotProcess]]:
     """Provide a robot in namespace `a` whose client runs in `b` (window: param or 0.5 s)."""
     window_s = getattr(request, 'param', WINDOW_S)
-    with ImpairedPair(seed=5) as pair, open(tmp_path / 'scenario.log', 'w') as log:
-        env = dict(os.environ, ROS_DOMAIN_ID=str(100 + os.getpid() % 100))
-        process = pair.run(pair.a.ns, [sys.executable, '-m', 'viam_session.netfault.remote_robot',
-                                       pair.b.ns, str(window_s)], env, stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, stderr=log, text=True)
-        scenario = Scenario(process)
+    with ImpairedPair(seed=5) as pair:
+        scenario = RemoteRobotProcess(
+            pair=pair, window_s=window_s, log_path=tmp_path / 'scenario.log',
+            domain_id=100 + os.getpid() % 100, deadline_s=DEADLINE_S)
         try:
             yield pair, scenario
         finally:
-            process.stdin.close()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            log.flush()
+            scenario.close()
             print((tmp_path / 'scenario.log').read_text()[-4000:])
 
 

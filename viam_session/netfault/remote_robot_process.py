@@ -1,0 +1,68 @@
+"""Drive a `remote_robot` scenario process in namespace `a`: commands in, JSON lines out."""
+
+import json
+import os
+from pathlib import Path
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+from viam_session.netfault.impaired_pair import ImpairedPair
+
+__all__ = ['RemoteRobotProcess']
+
+
+class RemoteRobotProcess:
+    """
+    `python -m viam_session.netfault.remote_robot` in the pair's namespace `a`.
+
+    Its client runs in namespace `b`; the tests and `bench/stop_latency.py` share this.
+    """
+
+    def __init__(self, *, pair: ImpairedPair, window_s: float, log_path: Path, domain_id: int,
+                 deadline_s: float) -> None:
+        self._log = open(log_path, 'w', encoding='utf-8')
+        self._deadline_s = deadline_s
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+        self.process = pair.run(
+            pair.a.ns, [sys.executable, '-m', 'viam_session.netfault.remote_robot', pair.b.ns,
+                        str(window_s)], env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._log, text=True)
+        self._lines: 'queue.Queue[dict]' = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for text in self.process.stdout:
+            try:
+                self._lines.put(json.loads(text))
+            except json.JSONDecodeError:
+                pass
+
+    def expect(self, event: str) -> dict:
+        """Return the next line of this event; TimeoutError at the deadline."""
+        deadline = time.monotonic() + self._deadline_s
+        while True:
+            try:
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                raise TimeoutError(f'no {event!r} from the scenario within {self._deadline_s} s '
+                                   f'(rc {self.process.poll()})') from None
+            if line['event'] == event:
+                return line
+
+    def send(self, command: str) -> None:
+        """Write one command line to the scenario."""
+        self.process.stdin.write(command + '\n')
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        """Close its stdin (it then ends) and wait; kill it if it does not end in time."""
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._log.close()

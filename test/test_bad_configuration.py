@@ -1,11 +1,14 @@
 """Executables refuse bad parameters with a clear message and exit code 2, touching nothing."""
 
+from pathlib import Path
 import subprocess
 import sys
 
 import pytest
 
 from viam_session.sim_robot import local_ros_environment
+
+EXAMPLE = Path(__file__).resolve().parents[1] / 'config' / 'robot_example.yaml'
 
 
 @pytest.mark.parametrize('module, ros_args, expected', [
@@ -25,6 +28,12 @@ from viam_session.sim_robot import local_ros_environment
      'fully qualified node names'),
     ('viam_session.sessions.manager_node',
      ['-p', 'min_window_s:=5.0', '-p', 'default_window_s:=1.0'], 'window bounds'),
+    ('viam_session.supervisor.supervisor_node',
+     ['-p', f'robot_description:={EXAMPLE}',
+      '-p', 'connectivity_loss_policy:=reboot'], "'connectivity_loss_policy' must be one of"),
+    ('viam_session.supervisor.supervisor_node',
+     ['-p', f'robot_description:={EXAMPLE}',
+      '-p', 'connectivity_loss_policy:=shutdown'], 'needs session_manager'),
 ])
 def test_bad_parameter_is_refused(tmp_path, module, ros_args, expected):
     """A node given a bad parameter exits 2 saying which, before claiming any line."""

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 import signal
+import socket
 import time
 from typing import Any, Dict, Iterator, List
 
@@ -204,3 +205,64 @@ def test_sigkill_of_a_motor_mid_motion_parks_its_lines_then_respawns_it(
     nodes = rig.state()['nodes']
     assert nodes['/left']['state'] == 'active' and nodes['/left']['pid'] != pid
     assert not nodes['/left']['parked']
+
+
+def test_connectivity_loss_with_policy_shutdown_runs_the_ordered_shutdown(
+        rig: SupervisorRig) -> None:
+    """The manager's TCP probe target goes away: children down first, then sessions closed."""
+    with socket.create_server(('127.0.0.1', 0)) as probe_target:
+        port = probe_target.getsockname()[1]
+        rig.run('session_manager', 'viam_session.sessions.manager_node', [
+            '-p', "actuators:=['/motor']", '-p', f'connectivity_probe:=127.0.0.1:{port}',
+            '-p', 'connectivity_period_s:=0.05'])
+        rig.start_supervisor(rig.description(_three_levels(rig.chip_dir)), list(PARENTS), [
+            'session_manager:=/session_manager', 'connectivity_loss_policy:=shutdown',
+            f'transition_timeout_s:={30.0}', 'default_liveliness_lease_s:=5.0'])
+        rig.wait_discovered()
+        started = rig.call('startup')
+        assert started.success, started.message
+        lost_ns = time.monotonic_ns()
+    # The listening socket is closed: the probe is refused from now on.
+    _, event = rig.part_events.wait_for(lambda e: e['event'] == 'connectivity_lost',
+                                        after_ns=lost_ns, timeout_s=30)
+    assert event['policy'] == 'shutdown'
+    rig.part_events.wait_for(lambda e: e['event'] == 'sessions_closed', timeout_s=60)
+    downs = [event['part'] for _, event in rig.part_events.items
+             if event['event'] == 'part_down']
+    assert downs == ['gripper', 'arm', 'base']
+    for child, parents in PARENTS.items():
+        for parent in parents:
+            assert rig.last(child, 'unconfigured') < rig.last(parent, 'deactivating'), (
+                f'{parent} stopped before {child} was down')
+    assert all(node['state'] == 'unconfigured' for node in rig.state()['nodes'].values())
+
+
+def test_connectivity_loss_with_policy_stop_leaves_the_tree_up(rig: SupervisorRig) -> None:
+    """The default policy: the manager closes remote sessions; the drivers stay active."""
+    with socket.create_server(('127.0.0.1', 0)) as probe_target:
+        port = probe_target.getsockname()[1]
+        rig.run('session_manager', 'viam_session.sessions.manager_node', [
+            '-p', "actuators:=['/motor']", '-p', f'connectivity_probe:=127.0.0.1:{port}',
+            '-p', 'connectivity_period_s:=0.05'])
+        rig.start_supervisor(rig.description(_three_levels(rig.chip_dir)), list(PARENTS), [
+            'session_manager:=/session_manager', f'transition_timeout_s:={30.0}',
+            'default_liveliness_lease_s:=5.0'])
+        client = ClientProcess(['--resource', '/motor', '--value', '0.5', '--window', '5.0'],
+                               rig.env, rig.workdir / 'client.log')
+        try:
+            rig.wait_discovered()
+            started = rig.call('startup')
+            assert started.success, started.message
+            client.wait_for('started', timeout_s=60)
+            wait_for_line_change(rig.chip_dir, lambda c: c.line == 2 and c.kind == 'pwm'
+                                 and abs(c.value - 0.5) < 1e-9, timeout_s=30)
+            lost_ns = time.monotonic_ns()
+            probe_target.close()
+            wait_for_line_change(rig.chip_dir, lambda c: c.line == 2 and c.kind == 'pwm'
+                                 and c.value == 0.0, after_ns=lost_ns, timeout_s=30)
+            client.wait_for('lost', timeout_s=30)
+        finally:
+            client.close()
+    states = {fqn: node['state'] for fqn, node in rig.state()['nodes'].items()}
+    assert states == {**dict.fromkeys(PARENTS, 'active'), '/motor': 'inactive'}
+    assert not [e for _, e in rig.part_events.items if e['event'] == 'part_down']

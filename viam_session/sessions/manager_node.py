@@ -9,7 +9,9 @@ Interface (all under the node's name, default /session_manager):
 - topic `~/command` (SessionCommand): session-tagged commands, relayed to the actuator's own
   `<actuator>/command` topic after the session is checked and made the actuator's owner;
 - topics `~/events` (SessionEvent, transient-local) and `~/rejections` (Rejection), and a
-  status on `/diagnostics` every second (sessions, their age and what they own).
+  status on `/diagnostics` every second (sessions, their age and what they own);
+- topic `~/connected` (std_msgs/Bool, transient-local): whether the robot has connectivity
+  (always true without a connectivity watch), for the supervisor's connectivity_loss_policy.
 
 A session must hear from its heartbeat writer within one window of its start; from then on it
 lives while the writer's liveliness holds and expires the moment DDS reports it lost (one lease,
@@ -33,7 +35,7 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
-from std_msgs.msg import Header
+from std_msgs.msg import Bool, Header
 from std_srvs.srv import Trigger
 
 from viam_session.node_runner import run_node
@@ -52,10 +54,12 @@ from viam_session_interfaces.msg import Rejection, SessionCommand, SessionEvent,
 from viam_session_interfaces.srv import (
     EndSession, ListSessions, StartSession, StopSessionResources)
 
-__all__ = ['EVENTS_QOS', 'SessionManager', 'STATE_NAMES', 'main']
+__all__ = ['CONNECTED_QOS', 'EVENTS_QOS', 'SessionManager', 'STATE_NAMES', 'main']
 
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+CONNECTED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # How often a start request looks again for the client's command publisher in the ROS graph.
 DISCOVERY_POLL_S = 0.01
 # rqt_robot_monitor expects about one status per second.
@@ -141,6 +145,10 @@ class SessionManager(Node):
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._events = self.create_publisher(SessionEvent, '~/events', EVENTS_QOS)
         self._rejections = self.create_publisher(Rejection, '~/rejections', 10)
+        # True while the robot has connectivity; published once at start and on every change,
+        # latched, so the supervisor (connectivity_loss_policy) and late joiners see it.
+        self._connected = self.create_publisher(Bool, '~/connected', CONNECTED_QOS)
+        self._connected.publish(Bool(data=True))
         self.create_service(StartSession, '~/start_session', self._on_start,
                             callback_group=self._waiting)
         self.create_service(EndSession, '~/end_session', self._on_end,
@@ -429,12 +437,14 @@ class SessionManager(Node):
 
     def _on_connectivity_lost(self, reason: str) -> None:
         self._connectivity_lost = reason
+        self._connected.publish(Bool(data=False))
         self.get_logger().error(f'robot lost connectivity: {reason}; closing remote sessions')
         for stopped in self._table.close_remote(f'robot lost connectivity: {reason}'):
             self._finish(stopped, SessionEvent.CLOSED_BY_ROBOT)
 
     def _on_connectivity_restored(self) -> None:
         self._connectivity_lost = None
+        self._connected.publish(Bool(data=True))
         self.get_logger().info('robot connectivity restored; remote sessions may start again')
 
     def _finish(self, stopped: StoppedSession, state: int) -> None:

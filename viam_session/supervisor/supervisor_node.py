@@ -24,6 +24,10 @@ keeps working on each of them.
   (`supervisor.parking`), its dependents (transitively) deactivated, and then, within its
   `respawn` budget and with a doubling back-off, respawned if the supervisor started it, or
   configured and activated again when it comes back; its dependents follow.
+- Connectivity: with `connectivity_loss_policy:=shutdown`, the session manager reporting the
+  robot's connectivity lost (`<session_manager>/connected` false) runs the same ordered
+  shutdown; the default, `stop`, leaves it to the manager, which closes the remote sessions
+  and so stops their actuators.
 - `~/get_state` (std_srvs/Trigger): JSON of every node's state, part, liveliness and error.
 - `/diagnostics`: one status per part and per node, at 1 Hz and on every change.
 """
@@ -45,13 +49,14 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import QoSLivelinessChangedInfo, SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from std_msgs.msg import Empty, String
+from std_msgs.msg import Bool, Empty, String
 from std_srvs.srv import Trigger
 
 from viam_session.chips import ChipError
 from viam_session.drivers.base import alive_qos
 from viam_session.node_runner import run_node
 from viam_session.parameters import declare_bool, declare_float, declare_string
+from viam_session.sessions.manager_node import CONNECTED_QOS
 from viam_session.supervisor.diagnostics import tree_diagnostics
 from viam_session.supervisor.lifecycle_link import (
     bounded, LifecycleLink, sleep, STATE_LABELS)
@@ -103,6 +108,15 @@ class LifecycleSupervisor(Node):
             self, 'host', 'localhost', 'The host this supervisor runs on: it spawns and parks '
             'only the nodes of parts on this host.')
         autostart = declare_bool(self, 'autostart', False, 'Start the tree up once running.')
+        self._connectivity_policy = declare_string(
+            self, 'connectivity_loss_policy', 'stop', 'What a robot-side connectivity loss '
+            "(the session manager's ~/connected) does beyond the manager closing remote "
+            "sessions: 'stop' nothing more (their actuators stop); 'shutdown' the whole tree, "
+            'in the ordered shutdown; it stays down until ~/startup.',
+            choices=('stop', 'shutdown'))
+        if self._connectivity_policy == 'shutdown' and not self._session_manager:
+            raise ValueError("connectivity_loss_policy 'shutdown' needs session_manager (the "
+                             'node whose ~/connected reports connectivity)')
         self._tree = load_robot_description(path)
 
         self._group = ReentrantCallbackGroup()
@@ -127,6 +141,9 @@ class LifecycleSupervisor(Node):
             self.create_subscription(TransitionEvent, f'{fqn}/transition_event',
                                      partial(self._on_transition, fqn), 10)
         self.create_subscription(Log, '/rosout', self._on_log, 100)
+        if self._connectivity_policy == 'shutdown':
+            self.create_subscription(Bool, f'{self._session_manager}/connected',
+                                     self._on_connected, CONNECTED_QOS)
         self._part_events = self.create_publisher(String, '~/part_events', PART_EVENTS_QOS)
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_service(Trigger, '~/startup', self._on_startup, callback_group=self._group)
@@ -351,6 +368,14 @@ class LifecycleSupervisor(Node):
             await self._exclusive('shutdown', self._shutdown())
         except Exception:  # noqa: B902 - reported; the processes are stopped all the same
             self.get_logger().error(f'ordered shutdown failed: {traceback.format_exc()}')
+
+    def _on_connected(self, connected: Bool) -> None:
+        if connected.data or not self._started or self._stopping:
+            return
+        self.get_logger().error('robot lost connectivity: connectivity_loss_policy is '
+                                "'shutdown': ordered shutdown of the whole tree")
+        self._part_event('connectivity_lost', part=self._tree.primary.name, policy='shutdown')
+        self.executor.create_task(self._exclusive_shutdown)
 
     # --- liveliness ----------------------------------------------------------------------------
 

@@ -122,7 +122,8 @@ def wait_all_alive(observer: Observer, count: int, timeout_s: float) -> Dict[str
 def main(args: Optional[List[str]] = None) -> int:
     """Run the bench once; print the figures and write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
-    parser.add_argument('--lease', type=float, default=0.5, help='liveliness lease, s')
+    parser.add_argument('--lease', type=float, default=1.0,
+                        help="liveliness lease, s (the supervisor's default)")
     parser.add_argument('--output', default='bench_output')
     options = parser.parse_args(args)
     workdir = Path(tempfile.mkdtemp(prefix='supervisor_bench_'))

@@ -241,6 +241,10 @@ class LifecycleSupervisor(Node):
         """Bring `fqn` to inactive (configure) or active (activate) if it is not there yet."""
         label = 'configure' if transition == CONFIGURE else 'activate'
         if self._status.nodes[fqn].alive is False:
+            # A loaded machine makes nodes late as well as dead: one that comes back within
+            # the transition timeout is started like the others.
+            await self._wait_alive(fqn, self._timeout_s)
+        if self._status.nodes[fqn].alive is False:
             return False, f'{label}: the node is dead ({self._status.nodes[fqn].error})'
         state = await self._links[fqn].state(self._timeout_s)
         if state is None:
@@ -449,8 +453,12 @@ class LifecycleSupervisor(Node):
         self._park(fqn)
 
     async def _wait_alive(self, fqn: str, timeout_s: float) -> None:
+        """Wait until `fqn` is alive, `timeout_s` has passed, or its process has exited."""
         waited = 0.0
+        process = self._spawner.processes.get(fqn)
         while not self._status.nodes[fqn].alive and waited < timeout_s:
+            if process is not None and process.poll() is not None:
+                return
             await sleep(self, 0.02, self._group)
             waited += 0.02
 

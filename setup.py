@@ -14,7 +14,8 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
-        ('share/' + package_name + '/config', glob('config/*.yaml')),
+        ('share/' + package_name + '/config',
+         glob('config/*.yaml') + glob('config/*.perspective')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
@@ -26,6 +27,7 @@ setup(
     entry_points={
         'console_scripts': [
             'session_manager = viam_session.sessions.manager_node:main',
+            'board_driver = viam_session.drivers.board:main',
             'dc_motor_driver = viam_session.drivers.dc_motor:main',
             'digital_input_driver = viam_session.drivers.digital_input:main',
             'encoder_driver = viam_session.drivers.encoder:main',

@@ -1,12 +1,14 @@
 """ROS-free parts of the supervisor: status, respawn budget, parking on a simulated chip."""
 
+import importlib.util
 from pathlib import Path
 
 from viam_session.chips.sim_chip import read_line_values, SimChip
+from viam_session.drivers import DRIVER_MODULES
 from viam_session.supervisor.parking import park_lines
 from viam_session.supervisor.spawner import DriverSpawner
 from viam_session.supervisor.status import ERROR, OK, RespawnBudget, TreeStatus, WARN
-from viam_session.supervisor.tree import parse_robot_description, Respawn
+from viam_session.supervisor.tree import DRIVER_TYPES, parse_robot_description, Respawn
 
 
 def _tree(chip: Path):
@@ -78,3 +80,11 @@ def test_the_spawner_refuses_drivers_without_an_executable(tmp_path: Path) -> No
             raise AssertionError('spawned an external node')
     finally:
         spawner.close()
+
+
+def test_the_spawner_runs_every_gpio_driver_type() -> None:
+    """Every driver type with GPIO lines has a module the supervisor can spawn."""
+    gpio_types = {name for name, driver in DRIVER_TYPES.items() if driver.gpio_lines}
+    assert gpio_types <= set(DRIVER_MODULES)
+    for module in DRIVER_MODULES.values():
+        assert importlib.util.find_spec(module) is not None, module

@@ -32,18 +32,12 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64
 
 from viam_session.chips.file_watch import FileWatch
+from viam_session.drivers import DRIVER_MODULES
 from viam_session.service_call import call_service
 from viam_session.sim_robot import Stamped
 
 __all__ = ['DRIVER_MODULES', 'DriverObserver', 'DriverProcess', 'command_publisher_qos', 'main']
 
-DRIVER_MODULES = {
-    'dc_motor': 'viam_session.drivers.dc_motor',
-    'digital_input': 'viam_session.drivers.digital_input',
-    'encoder': 'viam_session.drivers.encoder',
-    'gpio_output': 'viam_session.drivers.gpio_output',
-    'servo': 'viam_session.drivers.servo',
-}
 COMMAND_TYPES = {'dc_motor': Float64, 'gpio_output': Bool, 'servo': Float64}
 GOAL_STATES = {Transition.TRANSITION_CONFIGURE: State.PRIMARY_STATE_INACTIVE,
                Transition.TRANSITION_ACTIVATE: State.PRIMARY_STATE_ACTIVE,

@@ -8,6 +8,9 @@ deactivate, cleanup, shutdown, error transition, and, through `make_safe()`, SIG
 an exception in a callback (`node_runner`) and interpreter exit (`atexit`). State is published
 as sensor_msgs/JointState on `~/joint_state`.
 
+Every driver publishes one status on `/diagnostics` (diagnostic_msgs) every second and soon
+after each change (lifecycle state, outputs, watchdog): see `drivers.diagnostics`.
+
 For the lifecycle supervisor every driver offers `~/alive` (std_msgs/Empty, never published):
 a writer with liveliness AUTOMATIC and lease `liveliness_lease_s`, which DDS asserts for as
 long as the process lives, in every lifecycle state. A watcher requesting a lease no shorter
@@ -34,9 +37,11 @@ first stops the outputs; the event fires only once no matching publisher is aliv
 """
 
 import atexit
+import re
 import threading
 from typing import Any, Optional, Protocol, Tuple
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
@@ -45,14 +50,18 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import LivelinessPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.timer import Timer
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Empty, Float64
+from std_msgs.msg import Empty, Float64, Header
 
 from viam_session.chips import Chip, CHIP_BACKENDS, ChipError, open_chip
+from viam_session.drivers.diagnostics import (
+    driver_status, line_roles, LineRecord, status_signature, WatchdogState)
 from viam_session.parameters import declare_float, declare_string
 from viam_session.time_convert import monotonic_to_ros_time
 
-__all__ = ['ActuatorDriver', 'Device', 'LifecycleDriver', 'alive_qos',
+__all__ = ['ActuatorDriver', 'DIAGNOSTICS_PERIOD_S', 'Device', 'LifecycleDriver', 'alive_qos',
            'command_subscription_qos']
+
+DIAGNOSTICS_PERIOD_S = 1.0
 
 
 class Device(Protocol):
@@ -114,6 +123,12 @@ class LifecycleDriver(LifecycleNode):
             'offers (AUTOMATIC); a supervisor must request a lease at least this long.',
             low=0.01, high=3600.0)
         self._alive = self.create_publisher(Empty, '~/alive', alive_qos(self._liveliness_lease_s))
+        self._configure_error = ''
+        self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diagnostics_signature: Optional[Tuple[object, ...]] = None
+        # Triggered from any thread; publishes from the executor once the transition is over.
+        self._diagnostics_changed = self.create_guard_condition(self._publish_if_changed)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self.publish_diagnostics)
         atexit.register(self.make_safe)
 
     # --- for subclasses ------------------------------------------------------------------------
@@ -146,17 +161,20 @@ class LifecycleDriver(LifecycleNode):
     # --- lifecycle -----------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._diagnostics_changed.trigger()
         try:
             with self._lock:
-                self._chip = open_chip(self._chip_backend, self._chip_name,
-                                       holder=self.get_fully_qualified_name())
+                self._chip = LineRecord(open_chip(self._chip_backend, self._chip_name,
+                                                  holder=self.get_fully_qualified_name()))
                 device = self.create_device(self._chip)
                 device.claim()
                 self._device = device
         except (ChipError, ValueError) as error:
             self.get_logger().error(f'configure failed: {error}')
+            self._configure_error = f'configure failed: {error}'
             self.make_safe()
             return TransitionCallbackReturn.FAILURE
+        self._configure_error = ''
         self.get_logger().info(f'configured on {self._chip_backend} chip {self._chip_name}')
         return TransitionCallbackReturn.SUCCESS
 
@@ -185,14 +203,17 @@ class LifecycleDriver(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.make_safe()
+        self._diagnostics_changed.trigger()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.make_safe()
+        self._diagnostics_changed.trigger()
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.make_safe()
+        self._diagnostics_changed.trigger()
         return TransitionCallbackReturn.SUCCESS
 
     # --- state ---------------------------------------------------------------------------------
@@ -205,6 +226,53 @@ class LifecycleDriver(LifecycleNode):
         message.header.stamp = (self.get_clock().now().to_msg() if t_ns is None
                                 else monotonic_to_ros_time(t_ns * 1e-9))
         self._state_publisher.publish(message)
+        self._diagnostics_changed.trigger()
+
+    # --- diagnostics ---------------------------------------------------------------------------
+
+    def watchdog_state(self) -> Optional[WatchdogState]:
+        """Return the command watchdog's state; None for drivers without commands."""
+        return None
+
+    def driving(self) -> bool:
+        """Return whether a command drives the outputs now."""
+        return False
+
+    def diagnostic_status(self, *, read_inputs: bool = True) -> DiagnosticStatus:
+        """Return this driver's status: lifecycle state, lines (inputs read), watchdog."""
+        parameters = {name: parameter.value
+                      for name, parameter in self.get_parameters_by_prefix('').items()}
+        with self._lock:
+            chip = self._chip
+            lines = chip.uses() if isinstance(chip, LineRecord) else {}
+            levels = {}
+            inputs = [line for line, use in lines.items() if use.kind == 'input']
+            for line in inputs if read_inputs else ():
+                try:
+                    levels[line] = chip.read(line)
+                except ChipError:
+                    pass
+            watchdog, driving = self.watchdog_state(), self.driving()
+        kind = re.sub(r'(?<!^)(?=[A-Z])', '_', type(self).__name__.removesuffix('Driver')).lower()
+        return driver_status(
+            node=self.get_fully_qualified_name(), kind=kind,
+            state=self._state_machine.current_state[1], backend=self._chip_backend,
+            chip=self._chip_name, lines=lines, roles=line_roles(parameters),
+            input_levels=levels, watchdog=watchdog, driving=driving,
+            error=self._configure_error)
+
+    def publish_diagnostics(self) -> None:
+        """Publish the status on /diagnostics."""
+        status = self.diagnostic_status()
+        self._diagnostics_signature = status_signature(status)
+        self._diagnostics.publish(DiagnosticArray(
+            header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+    def _publish_if_changed(self) -> None:
+        # Input levels are not part of the signature: no need to read them (encoders at 50 Hz).
+        status = self.diagnostic_status(read_inputs=False)
+        if status_signature(status) != self._diagnostics_signature:
+            self.publish_diagnostics()
 
 
 class ActuatorDriver(LifecycleDriver):
@@ -225,6 +293,7 @@ class ActuatorDriver(LifecycleDriver):
             'the command publisher lost liveliness (lease = this); 0 switches it off.',
             low=0.0, high=60.0)
         self._driving = False
+        self._tripped: Optional[str] = None
         self._watchdog: Optional[Timer] = None
         events = None
         if self._command_timeout_s > 0.0:
@@ -243,11 +312,13 @@ class ActuatorDriver(LifecycleDriver):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._driving = False
+        self._tripped = None
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             self._driving = False
+            self._tripped = None
             if self._watchdog is not None:
                 self._watchdog.cancel()
         return super().on_deactivate(state)
@@ -265,6 +336,7 @@ class ActuatorDriver(LifecycleDriver):
                     f'command rejected: {error}', throttle_duration_sec=1.0)
                 return
             self._driving = True
+            self._tripped = None
             if self._watchdog is not None:
                 self._watchdog.reset()
         self.publish_state()
@@ -283,9 +355,16 @@ class ActuatorDriver(LifecycleDriver):
             if not (self._active and self._driving):
                 return
             self._driving = False
+            self._tripped = reason
             if self._watchdog is not None:
                 self._watchdog.cancel()
             self._device.stop()
         self.get_logger().warning(f'{reason}: outputs at their safe level until the next '
                                   'command', throttle_duration_sec=1.0)
         self.publish_state()
+
+    def watchdog_state(self) -> WatchdogState:
+        return WatchdogState(timeout_s=self._command_timeout_s, tripped=self._tripped)
+
+    def driving(self) -> bool:
+        return self._driving

@@ -16,18 +16,12 @@ import sys
 import tempfile
 from typing import Any, Dict, List, Mapping, Optional
 
+from viam_session.drivers import DRIVER_MODULES
 from viam_session.supervisor.tree import ManagedNode
 import yaml
 
-__all__ = ['DRIVER_EXECUTABLES', 'DriverSpawner']
+__all__ = ['DriverSpawner']
 
-DRIVER_EXECUTABLES = {
-    'dc_motor': 'viam_session.drivers.dc_motor',
-    'digital_input': 'viam_session.drivers.digital_input',
-    'encoder': 'viam_session.drivers.encoder',
-    'gpio_output': 'viam_session.drivers.gpio_output',
-    'servo': 'viam_session.drivers.servo',
-}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -50,7 +44,7 @@ class DriverSpawner:
 
     @staticmethod
     def can_spawn(node: ManagedNode) -> bool:
-        return node.driver in DRIVER_EXECUTABLES
+        return node.driver in DRIVER_MODULES
 
     def spawn(self, node: ManagedNode, *, liveliness_lease_s: float) -> subprocess.Popen:
         """Start `node`'s driver (ValueError if its driver has no executable); return it."""
@@ -63,7 +57,7 @@ class DriverSpawner:
         path.write_text(yaml.safe_dump({'/**': {'ros__parameters': parameters}}),
                         encoding='utf-8')
         command: List[Any] = [
-            sys.executable, '-m', DRIVER_EXECUTABLES[node.driver], '--ros-args',
+            sys.executable, '-m', DRIVER_MODULES[node.driver], '--ros-args',
             '-r', f'__node:={node.name}', '-r', f'__ns:={node.namespace}',
             '--params-file', str(path)]
         process = subprocess.Popen(command, env=self._env, preexec_fn=_die_with_parent)

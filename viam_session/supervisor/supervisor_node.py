@@ -300,6 +300,8 @@ class LifecycleSupervisor(Node):
         """Deactivate, then clean up `fqn`; a dead node counts as down (its lines parked)."""
         if self._status.nodes[fqn].alive is False:
             return True, 'dead'
+        if not self._in_graph(fqn):     # exited (e.g. launch stopping everything at once)
+            return True, 'not running'
         state = await self._links[fqn].state(self._timeout_s)
         if state is None:
             return False, self._unreachable(fqn)
@@ -332,6 +334,8 @@ class LifecycleSupervisor(Node):
                 Trigger, f'{self._session_manager}/close_all_sessions',
                 callback_group=self._group)
         client = self._close_client
+        if not client.service_is_ready() and not self._in_graph(self._session_manager):
+            return f'{self._session_manager} is not running'
         waited = 0.0
         while not client.service_is_ready():
             if waited > self._timeout_s:
@@ -389,7 +393,8 @@ class LifecycleSupervisor(Node):
         if info.alive_count_change > 0 and info.alive_count > 0:
             was_dead = self._status.nodes[fqn].alive is False
             self._status.set_alive(fqn, True)
-            self._status.nodes[fqn].state = 'unknown'
+            if was_dead:    # a new process, or one that stalled: its state is to be read again
+                self._status.nodes[fqn].state = 'unknown'
             self._publish_diagnostics()
             if was_dead and fqn not in self._recovering:
                 self.get_logger().info(f'{fqn} is back')
@@ -540,6 +545,10 @@ class LifecycleSupervisor(Node):
         process = self._spawner.spawn(self._tree.nodes[fqn], liveliness_lease_s=self._lease_s(fqn))
         status = self._status.nodes[fqn]
         status.pid, status.alive, status.state = process.pid, None, 'unknown'
+
+    def _in_graph(self, fqn: str) -> bool:
+        namespace, _, name = fqn.rpartition('/')
+        return (name, namespace or '/') in self.get_node_names_and_namespaces()
 
     def _local(self, fqn: str) -> bool:
         return self._tree.parts[self._tree.nodes[fqn].part].host == self._host

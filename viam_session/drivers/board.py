@@ -1,0 +1,83 @@
+"""
+Lifecycle driver of a board that other drivers run on: its enable (standby) line, if any.
+
+A motor or servo board (for example an H-bridge's STBY pin shared by two motors, or a servo
+power relay) is enabled while the node is active and disabled on every way out of active (see
+`drivers.base`); nodes that depend on it (`depends_on` in the robot description) start after
+it and are deactivated when it dies. `enable_line` -1 claims nothing: the node then only orders
+its dependents. State on `~/joint_state` (sensor_msgs/JointState, position 1.0 enabled).
+"""
+
+import math
+import sys
+from typing import Any, List, Optional, Tuple
+
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+
+from viam_session.chips import Chip, ChipError
+from viam_session.drivers.base import Device, LifecycleDriver
+from viam_session.drivers.gpio_output_core import GpioOutput
+from viam_session.node_runner import run_node
+from viam_session.parameters import declare_int
+
+__all__ = ['BoardDriver', 'main']
+
+
+class _NoLine:
+    """A board without an enable line: nothing to claim or drive."""
+
+    value = False
+
+    def claim(self) -> None:
+        """Claim nothing."""
+
+    def set_value(self, value: bool) -> None:
+        """Drive nothing."""
+
+    def stop(self) -> None:
+        """Stop nothing."""
+
+    def release(self) -> None:
+        """Release nothing."""
+
+
+class BoardDriver(LifecycleDriver):
+    """A lifecycle node that holds a board's enable line on while active."""
+
+    def __init__(self, node_name: str = 'board', **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._enable_line = declare_int(
+            self, 'enable_line', -1, 'Line enabling the board (on while active); -1: none.',
+            low=-1, high=1023)
+        self._active_level = declare_int(
+            self, 'active_level', 1, 'Line level that enables the board (0: active low).',
+            low=0, high=1)
+
+    def create_device(self, chip: Chip) -> Device:
+        if self._enable_line < 0:
+            return _NoLine()
+        return GpioOutput(chip=chip, line=self._enable_line, active_level=self._active_level)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            try:
+                if self._device is not None:
+                    self._device.set_value(True)
+            except ChipError as error:
+                self.get_logger().error(f'cannot enable the board: {error}')
+                return TransitionCallbackReturn.ERROR    # on_error releases what it can
+        return super().on_activate(state)
+
+    def joint_values(self) -> Tuple[float, float, float]:
+        with self._lock:
+            value = self._device.value if self._device is not None else False
+        return float(value), math.nan, math.nan
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """Run the driver until SIGINT/SIGTERM; the board is disabled on every way out."""
+    return run_node(BoardDriver, args=args, before_shutdown=BoardDriver.make_safe)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -33,6 +33,7 @@ setup(
             'encoder_driver = viam_session.drivers.encoder:main',
             'gpio_output_driver = viam_session.drivers.gpio_output:main',
             'servo_driver = viam_session.drivers.servo:main',
+            'session_gate = viam_session.gate.gate_node:main',
             'lifecycle_supervisor = viam_session.supervisor.supervisor_node:main',
             'session_client = viam_session.client.cli:main',
             'viam-session = viam_session.client.operator_cli:main',

@@ -11,8 +11,8 @@ The robot description (default: `config/rover.yaml`) is read and validated with
 every problem named. On the primary part's host (the default of `host`) this starts:
 
 - the session manager (`/session_manager`; parameters `config/robot_nodes.yaml`, then
-  `default_window_s:=window`, `automatic_stop`, `robot_description` and the description's
-  actuators);
+  `default_window_s:=window`, `automatic_stop` and `robot_description`, from which it takes
+  its actuators and external resources);
 - the lifecycle supervisor (`/lifecycle_supervisor`, `spawn_nodes` false, `autostart` true,
   `session_manager:=/session_manager`, `connectivity_loss_policy:=policy`), which configures
   and activates the drivers parents first and takes them down children first;
@@ -61,8 +61,6 @@ DRIVER_EXECUTABLES = {
     'servo': 'servo_driver',
     'session_gate': 'session_gate',
 }
-# Driver types whose nodes a session may command (the session manager's `actuators`).
-ACTUATOR_DRIVERS = ('dc_motor', 'gpio_output', 'servo', 'session_gate')
 POLICIES = ('stop', 'shutdown')
 CHIP_BACKENDS = ('sim', 'lgpio')
 
@@ -162,11 +160,9 @@ def _primary_nodes(tree: PartsTree, description: str, host: str, window_s: float
                    policy: str, automatic_stop: bool) -> List[Node]:
     """Return the session manager and the lifecycle supervisor."""
     settings = _config('robot_nodes.yaml')
-    actuators = [fqn for fqn, node in tree.nodes.items() if node.driver in ACTUATOR_DRIVERS]
+    # The manager reads its actuators and external resources from the description.
     manager: Dict[str, Any] = {'default_window_s': window_s, 'automatic_stop': automatic_stop,
                                'robot_description': _parameter(description)}
-    if actuators:
-        manager['actuators'] = actuators
     return [
         Node(package=PACKAGE, executable='session_manager', name='session_manager',
              namespace='/', output='screen', parameters=[settings, manager]),

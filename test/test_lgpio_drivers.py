@@ -17,6 +17,7 @@ from viam_session.drivers.encoder import EncoderDriver
 from viam_session.drivers.gpio_output import GpioOutputDriver
 from viam_session.drivers.servo import ServoDriver
 from viam_session.sim_drivers import DRIVER_MODULES
+from viam_session.supervisor.tree import DRIVER_TYPES
 
 pytestmark = pytest.mark.skipif(
     os.path.exists('/dev/gpiochip0'), reason='this machine has a /dev/gpiochip0')
@@ -51,8 +52,9 @@ def test_configure_fails_cleanly_with_lgpio_message(driver_class, capfd):
 
 def test_driver_processes_refuse_configure_and_stay_unconfigured(rig):
     """Through the lifecycle service, each executable reports failure and stays unconfigured."""
-    observer = rig.start({kind: (kind, LGPIO) for kind in DRIVER_MODULES})
-    for kind in DRIVER_MODULES:
+    gpio_kinds = [kind for kind in DRIVER_MODULES if DRIVER_TYPES[kind].gpio_lines]
+    observer = rig.start({kind: (kind, LGPIO) for kind in gpio_kinds})
+    for kind in gpio_kinds:
         assert not observer.change_state(kind, Transition.TRANSITION_CONFIGURE)
         assert observer.state(kind) == State.PRIMARY_STATE_UNCONFIGURED
         rig.processes[kind].wait_for_log(LGPIO_MESSAGE)

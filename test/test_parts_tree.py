@@ -141,7 +141,8 @@ def test_example_orders_boards_before_motors_and_parts_before_sub_parts():
     """Startup: the base (board, then motors), the arm, the gripper; shutdown the reverse."""
     tree = load_robot_description(EXAMPLE)
     assert tree.startup_waves() == [
-        ['/motor_board', '/left_wheel_encoder', '/bumper', '/headlights', '/lidar'],
+        ['/motor_board', '/left_wheel_encoder', '/bumper', '/headlights', '/lidar',
+         '/pan_gate'],
         ['/left_motor', '/right_motor'],
         ['/arm/servo_board'],
         ['/arm/shoulder', '/arm/elbow'],
@@ -152,7 +153,7 @@ def test_example_orders_boards_before_motors_and_parts_before_sub_parts():
         ['/arm/shoulder', '/arm/elbow'],
         ['/arm/servo_board'],
         ['/left_motor', '/right_motor', '/left_wheel_encoder', '/bumper', '/headlights',
-         '/lidar'],
+         '/lidar', '/pan_gate'],
         ['/motor_board'],
     ]
     assert [step.parts_down for step in tree.shutdown_plan()] == [
@@ -321,7 +322,8 @@ def test_a_big_tree_orders_correctly():
     pytest.param(
         [('robot.primary.nodes[0].driver', 'stepper')],
         "robot.primary.nodes[0] (board): unknown driver type 'stepper' (known: board, "
-        'dc_motor, digital_input, encoder, gpio_output, servo, external)', id='unknown-driver'),
+        'dc_motor, digital_input, encoder, gpio_output, servo, session_gate, external)',
+        id='unknown-driver'),
     pytest.param(
         [('robot.primary.nodes[0].driver', DELETE)],
         "robot.primary.nodes[0] (board): missing 'driver'", id='missing-driver'),
@@ -332,7 +334,7 @@ def test_a_big_tree_orders_correctly():
     pytest.param(
         [('robot.primary.parts[0].node', [])],
         "robot.primary.parts[0] (arm): unknown key 'node' (expected: name, namespace, host, "
-        'nodes, parts)', id='unknown-part-key'),
+        'nodes, resources, parts)', id='unknown-part-key'),
     pytest.param(
         [('robot.primary', ['base'])],
         'robot.primary: must be a mapping, got a list', id='part-not-a-mapping'),

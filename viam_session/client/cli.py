@@ -37,6 +37,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--resource', required=True,
                         help='actuator to drive, e.g. /left_motor')
     parser.add_argument('--value', type=float, required=True, help='command value, e.g. power')
+    parser.add_argument('--claim', action='append', default=[], metavar='RESOURCE',
+                        help='also own this resource (open a session gate, claim an external '
+                             'resource); repeatable')
     parser.add_argument('--resume', default='',
                         help='id of a live session of this client name to resume')
     parser.add_argument('--local', action='store_true',
@@ -68,6 +71,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         _print('started', session_id=session_id, window_s=client.window_s)
         client.command(args.resource, args.value)
         _print('commanded', resource=args.resource, value=args.value)
+        for resource in args.claim:
+            client.claim(resource)
+            _print('claimed', resource=resource)
         deadline = time.monotonic() + args.duration if args.duration > 0 else None
         while not finished.wait(0.5):
             if deadline is not None and time.monotonic() >= deadline:

@@ -37,7 +37,8 @@ from viam_session.time_convert import duration_to_seconds, seconds_to_duration
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import EndSession, StartSession
 
-__all__ = ['HEARTBEATS_PER_WINDOW', 'SessionClient', 'SessionError', 'SessionLost']
+__all__ = ['HEARTBEATS_PER_WINDOW', 'SessionClient', 'SessionError', 'SessionLost',
+           'assertion_period_s']
 
 HEARTBEATS_PER_WINDOW = 5
 # Until the robot answers the start request, liveliness is asserted this often, so the robot
@@ -46,6 +47,11 @@ EARLY_ASSERTION_PERIOD_S = 0.01
 # When the robot stops listening to the heartbeats, its event usually says why within
 # milliseconds; this long the client waits for it before reporting the loss itself.
 UNMATCHED_GRACE_S = 0.5
+
+
+def assertion_period_s(window_s: float) -> float:
+    """Return how often a client asserts its heartbeat writer's liveliness in a window."""
+    return window_s / HEARTBEATS_PER_WINDOW
 
 
 class SessionError(RuntimeError):
@@ -155,7 +161,7 @@ class SessionClient:
         with self._lock:
             self._session_id = response.session_id
             self._window_s = duration_to_seconds(response.window)
-            self._assertion_period_s = self._window_s / HEARTBEATS_PER_WINDOW
+            self._assertion_period_s = assertion_period_s(self._window_s)
         atexit.register(self.close)
         return self._session_id
 
@@ -171,6 +177,17 @@ class SessionClient:
             message = SessionCommand(session_id=self._session_id, resource=resource,
                                      value=float(value))
         self._commands.publish(message)
+
+    def claim(self, resource: str) -> None:
+        """
+        Own `resource` without a value of its own: `command(resource, 1.0)`.
+
+        For a session gate this opens it (`command(gate, 0.0)` closes it again); for an
+        external resource of the robot description (a lifecycle node, a stop service, a
+        controller) it makes this session the owner, so the robot stops the resource when
+        this session is over. Ownership is the latest commander's, as for any actuator.
+        """
+        self.command(resource, 1.0)
 
     def end(self, *, timeout_s: float = 10.0) -> List[str]:
         """End the session; the robot stops what it owned. Return the stopped actuators."""

@@ -2,7 +2,8 @@
 
 __all__ = ['DRIVER_MODULES']
 
-# Driver type (as in a robot description) -> the module that runs it (`python -m`).
+# Driver type (as in a robot description) -> the module that runs it (`python -m`): every
+# type but 'external', which someone else starts.
 DRIVER_MODULES = {
     'board': 'viam_session.drivers.board',
     'dc_motor': 'viam_session.drivers.dc_motor',
@@ -10,4 +11,5 @@ DRIVER_MODULES = {
     'encoder': 'viam_session.drivers.encoder',
     'gpio_output': 'viam_session.drivers.gpio_output',
     'servo': 'viam_session.drivers.servo',
+    'session_gate': 'viam_session.gate.gate_node',
 }

@@ -9,7 +9,7 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import LivelinessPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
-from std_msgs.msg import Float64
+from std_msgs.msg import Bool, Float64
 
 __all__ = ['ActuatorLink', 'command_qos']
 
@@ -31,16 +31,19 @@ class ActuatorLink:
     """
     One actuator driver, named by its fully qualified node name (e.g. /left_motor).
 
-    Commands go to `<name>/command` (std_msgs/Float64); stops go through the standard lifecycle
+    Commands go to `<name>/command` (std_msgs/Float64, or std_msgs/Bool with `boolean`: value
+    != 0 is true, for the GPIO output driver); stops go through the standard lifecycle
     service `<name>/change_state` (deactivate), so any lifecycle driver can be managed. The
     last value sent is kept so the manager can send it again while the actuator is driven:
     drivers with a command watchdog stop when commands stop coming.
     """
 
     def __init__(self, node: Node, name: str, callback_group: CallbackGroup, *,
-                 lease_s: float) -> None:
+                 lease_s: float, boolean: bool = False) -> None:
         self.name = name
-        self._publisher = node.create_publisher(Float64, f'{name}/command', command_qos(lease_s))
+        self._boolean = boolean
+        self._publisher = node.create_publisher(Bool if boolean else Float64, f'{name}/command',
+                                                command_qos(lease_s))
         self._change_state = node.create_client(
             ChangeState, f'{name}/change_state', callback_group=callback_group)
         # Set when the manager stopped the driver; the next command of a live session
@@ -52,7 +55,7 @@ class ActuatorLink:
 
     def send(self, value: float) -> None:
         self.last_value = value
-        self._publisher.publish(Float64(data=value))
+        self._publisher.publish(Bool(data=value != 0.0) if self._boolean else Float64(data=value))
 
     def deactivate(self) -> Optional[Future]:
         """Ask the driver to deactivate; None if its lifecycle service is not there."""

@@ -13,13 +13,22 @@ Interface (all under the node's name, default /session_manager):
 - topic `~/connected` (std_msgs/Bool, transient-local): whether the robot has connectivity
   (always true without a connectivity watch), for the supervisor's connectivity_loss_policy.
 
+Resources come from the `actuators` parameter and, optionally, from a robot description
+(`robot_description`, the supervisor's YAML): its dc_motor, servo, gpio_output and
+session_gate nodes are actuators too, and its external resources (`resources:` of each part:
+lifecycle nodes, Trigger and SetBool stop services, ros2_control controllers; see
+`external_resources`) can be *claimed*: a SessionCommand to an external resource's fully
+qualified name (any finite value) makes the session its owner and is relayed nowhere.
+Ownership is the same for both: the latest commander owns.
+
 A session must hear from its heartbeat writer within one window of its start; from then on it
 lives while the writer's liveliness holds and expires the moment DDS reports it lost (one lease,
 that is one window, after the last assertion). On expiry, end or a robot-side connectivity loss,
 every actuator the session owns is deactivated through its lifecycle `change_state` service,
-all at once, unless `automatic_stop` is off: then only events are published and the integrator
-decides, through `~/stop_session_resources`. The expiry timer is armed for the earliest deadline
-of any session that is not held alive, so no polling adds latency.
+and every external resource it claimed is stopped as its kind says, all at once, unless
+`automatic_stop` is off: then only events are published and the integrator decides, through
+`~/stop_session_resources`. The expiry timer is armed for the earliest deadline of any session
+that is not held alive, so no polling adds latency.
 """
 
 from dataclasses import dataclass
@@ -40,11 +49,13 @@ from std_srvs.srv import Trigger
 
 from viam_session.node_runner import run_node
 from viam_session.parameters import (
-    declare_bool, declare_float, declare_int, declare_string_array)
+    declare_bool, declare_float, declare_int, declare_string, declare_string_array)
 from viam_session.sessions.actuator_links import ActuatorLink
 from viam_session.sessions.connectivity import ConnectivityWatch
 from viam_session.sessions.connectivity_config import declare_connectivity_watch
+from viam_session.sessions.described_resources import described_resources, DescribedResources
 from viam_session.sessions.diagnostics import session_status
+from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HeartbeatWatch
 from viam_session.sessions.table import (
     Session, SessionError, SessionLimits, SessionTable, StoppedSession)
@@ -122,6 +133,13 @@ class SessionManager(Node):
         bad = [name for name in actuators if not name.startswith('/')]
         if bad:
             raise ValueError(f'actuators must be fully qualified node names (start with /): {bad}')
+        description_path = declare_string(
+            self, 'robot_description', '', 'Robot description YAML (as for the supervisor): '
+            'its actuator drivers are managed too, and its external resources can be claimed '
+            'and are stopped; empty: none.')
+        described = (described_resources(description_path) if description_path
+                     else DescribedResources(actuators={}, external=()))
+        command_types = {**dict.fromkeys(actuators, 'float64'), **described.actuators}
         self._connectivity = declare_connectivity_watch(
             self, on_lost=lambda reason: self._post(self._on_connectivity_lost, reason),
             on_restored=lambda: self._post(self._on_connectivity_restored))
@@ -132,8 +150,13 @@ class SessionManager(Node):
         self._waiting = ReentrantCallbackGroup()
         self._links = {
             name: ActuatorLink(self, name, self._waiting,
-                               lease_s=KEEPALIVE_LEASE_PERIODS * self._keepalive_period_s)
-            for name in actuators}
+                               lease_s=KEEPALIVE_LEASE_PERIODS * self._keepalive_period_s,
+                               boolean=command_type == 'bool')
+            for name, command_type in command_types.items()}
+        self._external = ExternalResources(self, described.external, self._waiting)
+        clashes = sorted(set(self._links) & set(self._external.names))
+        if clashes:
+            raise ValueError(f'{clashes} are both actuators and external resources')
         self._heartbeat_topics: Dict[str, _HeartbeatTopic] = {}
         self._watch = HeartbeatWatch(
             context=self.context, node_name=f'{self.get_name()}_heartbeats',
@@ -174,7 +197,8 @@ class SessionManager(Node):
             # Started from the executor, so that its first report has an executor to go to.
             self._start_connectivity = self.create_timer(0.0, self._start_connectivity_watch)
         self.get_logger().info(
-            f'managing {len(self._links)} actuator(s) {sorted(self._links)}; window '
+            f'managing {len(self._links)} actuator(s) {sorted(self._links)} and '
+            f'{len(self._external.names)} external resource(s) {self._external.names}; window '
             f'{limits.default_window_s} s (bounds [{limits.min_window_s}, '
             f'{limits.max_window_s}] s), at most {limits.max_sessions} sessions; automatic '
             f'stop {"on" if self._automatic_stop else "OFF (opt-out)"}')
@@ -366,9 +390,10 @@ class SessionManager(Node):
 
     def _on_command(self, message: SessionCommand) -> None:
         link = self._links.get(message.resource)
-        if link is None:
+        if link is None and message.resource not in self._external:
             self._reject(message.session_id, 'command',
-                         f'unknown actuator {message.resource!r}; managed: {sorted(self._links)}')
+                         f'unknown actuator {message.resource!r}; managed: {sorted(self._links)}'
+                         f', external: {self._external.names}')
             return
         if not math.isfinite(message.value):
             self._reject(message.session_id, 'command',
@@ -382,6 +407,8 @@ class SessionManager(Node):
         if previous is not None:
             self.get_logger().info(
                 f'{message.resource} taken over by session {message.session_id} from {previous}')
+        if link is None:
+            return  # an external resource: claimed, nothing to relay
         if link.stopped_by_manager:
             self._reactivate_then_send(link, message.value)
         else:
@@ -467,7 +494,8 @@ class SessionManager(Node):
         (bounded) for the actuators to confirm.
         """
         pending = []
-        for stopped in self._table.close_all(reason):
+        closed = self._table.close_all(reason)
+        for stopped in closed:
             if self._automatic_stop:
                 pending += self._stop(stopped.owned).values()
             self._publish_event(stopped.session, SessionEvent.CLOSED_BY_ROBOT, reason,
@@ -475,7 +503,8 @@ class SessionManager(Node):
         confirmed = threading.Semaphore(0)
         for future in pending:
             future.add_done_callback(lambda _: confirmed.release())
-        deadline = time.monotonic() + self._stop_timeout_s
+        deadline = time.monotonic() + self._stop_wait_s(
+            [name for stopped in closed for name in stopped.owned])
         for _ in pending:
             if not confirmed.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
                 self.get_logger().error('not every actuator confirmed its stop on shutdown')
@@ -484,9 +513,12 @@ class SessionManager(Node):
     # --- stopping actuators --------------------------------------------------------------------
 
     def _stop(self, names: Iterable[str]) -> Dict[str, Future]:
-        """Ask every named actuator to deactivate at once; return the pending requests by name."""
+        """Stop every named resource at once; return the pending requests by name."""
         futures = {}
         for name in names:
+            if name in self._external:
+                futures[name] = self._external.stop(name)
+                continue
             link = self._links[name]
             link.stopped_by_manager = True
             future = link.deactivate()
@@ -533,10 +565,14 @@ class SessionManager(Node):
         for future in futures.values():
             future.add_done_callback(check)
         check()
-        await self._bounded(all_done, self._stop_timeout_s)
+        await self._bounded(all_done, self._stop_wait_s(names))
         return [name for name in names
                 if name not in futures or not futures[name].done()
                 or not futures[name].result().success]
+
+    def _stop_wait_s(self, names: Iterable[str]) -> float:
+        """Return how long to wait for these to confirm a stop: external ones may retry."""
+        return max(self._stop_timeout_s, self._external.budget_s(names))
 
     async def _bounded(self, done: Future, timeout_s: float) -> bool:
         """Await `done` (which callbacks set to True); False once `timeout_s` has passed."""
@@ -577,9 +613,13 @@ class SessionManager(Node):
             name=f'{self.get_fully_qualified_name()}: sessions', sessions=self._table.live(),
             now=time.monotonic(), automatic_stop=self._automatic_stop,
             connectivity_lost=self._connectivity_lost)
+        statuses = [status]
+        if self._external.names:
+            statuses.append(self._external.status(
+                f'{self.get_fully_qualified_name()}: external resources'))
         self._diagnostics.publish(
             DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()),
-                            status=[status]))
+                            status=statuses))
 
     def _publish_event(self, session: Session, state: int, reason: str, owned: List[str]) -> None:
         event = SessionEvent(session_id=session.session_id, client=session.client, state=state,

@@ -14,8 +14,10 @@ keeps working on each of them.
   first, each step's nodes in parallel: deactivate, then cleanup. Down means unconfigured:
   outputs safe and lines released, and the node can be started again (a shutdown transition
   to finalized could not be undone without restarting the process). After each step the parts
-  it leaves down are reported ("part X down": log and `~/part_events`); then the session
-  manager (`session_manager`) is asked to close every client session (`closed by robot`).
+  it leaves down are reported ("part X down": log and `~/part_events`). A part's external
+  resources (`resources:` in the description) are stopped in the step the order gives them,
+  beside its nodes (`sessions.external_resources`). Last the session manager
+  (`session_manager`) is asked to close every client session (`closed by robot`).
   On exit the supervisor then stops the driver processes it started.
 - Liveliness: each driver offers `<node>/alive` (liveliness AUTOMATIC); the supervisor requests
   the node's lease (`liveliness_lease_s` in the description, else
@@ -56,6 +58,7 @@ from viam_session.chips import ChipError
 from viam_session.drivers.base import alive_qos
 from viam_session.node_runner import run_node
 from viam_session.parameters import declare_bool, declare_float, declare_string
+from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.manager_node import CONNECTED_QOS
 from viam_session.supervisor.diagnostics import tree_diagnostics
 from viam_session.supervisor.lifecycle_link import (
@@ -140,6 +143,7 @@ class LifecycleSupervisor(Node):
                 callback_group=self._group)
             self.create_subscription(TransitionEvent, f'{fqn}/transition_event',
                                      partial(self._on_transition, fqn), 10)
+        self._resources = ExternalResources(self, self._tree.resources.values(), self._group)
         self.create_subscription(Log, '/rosout', self._on_log, 100)
         if self._connectivity_policy == 'shutdown':
             self.create_subscription(Bool, f'{self._session_manager}/connected',
@@ -281,11 +285,14 @@ class LifecycleSupervisor(Node):
         self._started = False
         problems: List[str] = []
         for step in self._tree.shutdown_plan():
-            results = await self._parallel([self._take_down(fqn) for fqn in step.nodes])
-            failed = {fqn: message for fqn, (ok, message) in zip(step.nodes, results) if not ok}
+            results = await self._parallel([self._take_down(fqn) for fqn in step.nodes]
+                                           + [self._stop_resource(fqn) for fqn in step.resources])
+            failed = {fqn: message for fqn, (ok, message)
+                      in zip(step.nodes + step.resources, results) if not ok}
             problems.extend(f'{fqn}: {message}' for fqn, message in failed.items())
             for part in step.parts_down:
-                left = [fqn for fqn in self._tree.parts[part].nodes if fqn in failed]
+                members = self._tree.parts[part].nodes + self._tree.parts[part].resources
+                left = [fqn for fqn in members if fqn in failed]
                 self._part_event('part_down', part=part, problems=left)
                 self.get_logger().info(f'part {part} down' + (
                     f' (could not stop {left})' if left else ''))
@@ -300,8 +307,6 @@ class LifecycleSupervisor(Node):
         """Deactivate, then clean up `fqn`; a dead node counts as down (its lines parked)."""
         if self._status.nodes[fqn].alive is False:
             return True, 'dead'
-        if not self._in_graph(fqn):     # exited (e.g. launch stopping everything at once)
-            return True, 'not running'
         state = await self._links[fqn].state(self._timeout_s)
         if state is None:
             return False, self._unreachable(fqn)
@@ -312,6 +317,10 @@ class LifecycleSupervisor(Node):
                     return False, state
                 self._status.set_state(fqn, state)
         return True, state
+
+    async def _stop_resource(self, fqn: str) -> Tuple[bool, str]:
+        result = await self._resources.stop(fqn)
+        return result.success, result.message
 
     async def _lower(self, fqn: str, transition: int) -> Tuple[bool, str]:
         """Deactivate `fqn` if it is active."""
@@ -334,8 +343,6 @@ class LifecycleSupervisor(Node):
                 Trigger, f'{self._session_manager}/close_all_sessions',
                 callback_group=self._group)
         client = self._close_client
-        if not client.service_is_ready() and not self._in_graph(self._session_manager):
-            return f'{self._session_manager} is not running'
         waited = 0.0
         while not client.service_is_ready():
             if waited > self._timeout_s:
@@ -545,10 +552,6 @@ class LifecycleSupervisor(Node):
         process = self._spawner.spawn(self._tree.nodes[fqn], liveliness_lease_s=self._lease_s(fqn))
         status = self._status.nodes[fqn]
         status.pid, status.alive, status.state = process.pid, None, 'unknown'
-
-    def _in_graph(self, fqn: str) -> bool:
-        namespace, _, name = fqn.rpartition('/')
-        return (name, namespace or '/') in self.get_node_names_and_namespaces()
 
     def _local(self, fqn: str) -> bool:
         return self._tree.parts[self._tree.nodes[fqn].part].host == self._host

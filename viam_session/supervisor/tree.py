@@ -17,6 +17,14 @@ ROS-free: the lifecycle supervisor node wraps it. A description is YAML (see
             depends_on: [motor_board]  # same part by name, another part as /namespace/name
             liveliness_lease_s: 1.0   # optional, > 0; default: the supervisor's
             respawn: {max_attempts: 3, backoff_s: 0.5}  # optional; backoff_s default 1
+        resources:                    # external things to stop, not started or watched
+          - name: base_stop           # a ROS name; fully qualified <namespace>/<name>
+            kind: trigger             # lifecycle_node | trigger | set_bool | controller
+            target: /base/emergency_stop  # node (lifecycle_node), service, or controller name
+            controller_manager: /controller_manager  # controller only; this is the default
+            timeout_s: 1.0            # optional, > 0: how long one stop attempt may take
+            retries: 1                # optional, >= 0: attempts after a failed or silent one
+            depends_on: [left_motor]  # nodes or resources, named as for nodes
         parts: []                     # sub-parts, with the same keys as a part
 
 The primary's defaults are namespace '/' and host 'localhost'; without `respawn` a failed node
@@ -25,13 +33,22 @@ twice in one YAML mapping, is an error (either would otherwise be ignored silent
 Names follow what ROS 2 accepts (letters, digits and '_', not starting with a digit), so
 `external` nodes written by others can be managed too.
 
+External resources are what an existing robot already has: any lifecycle node (stopped by a
+`deactivate` through its standard lifecycle service), a std_srvs/Trigger service (called),
+a std_srvs/SetBool service (called with false), a ros2_control controller (deactivated
+through `<controller_manager>/switch_controller`). They share one namespace with nodes (a
+resource may not take a node's fully qualified name). The session manager stops those a
+session claimed when it is over; the supervisor's ordered shutdown stops each in the step
+that its dependencies and its part allow, as if it were a node; nothing starts them.
+
 Each driver type names the parameters it cannot run without and those that are GPIO lines. A
 line is held by one node: two nodes on the same host may not name the same line of the same
 chip (parameters `chip_backend`, default 'sim', and `chip`, default '0', as the drivers have).
 
-Order. A node starts after the nodes it depends on and stops before them. A part's nodes start
-before its sub-parts' nodes and stop after them: a sub-part runs on what its parent part
-provides and reports to it once it is down, and the primary, last down, closes client sessions.
+Order. A node starts after the nodes it depends on and stops before them (a resource stops
+before what it depends on). A part's nodes start before its sub-parts' nodes and stop after
+them: a sub-part runs on what its parent part provides and reports to it once it is down, and
+the primary, last down, closes client sessions.
 Hence a node may not depend on a node of a sub-part of its own part. The two rules make one
 partial order: `startup_waves()` follows it, `shutdown_waves()` its reverse; each wave may run
 in parallel and each node is in the earliest wave the order allows. `dependents_of()` follows
@@ -55,9 +72,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from viam_session.chips import CHIP_BACKENDS
 import yaml
 
-__all__ = ['DRIVER_TYPES', 'DriverType', 'ManagedNode', 'Part', 'PartsTree', 'Respawn',
-           'RobotDescriptionError', 'ShutdownStep', 'load_robot_description',
-           'parse_robot_description']
+__all__ = ['DRIVER_TYPES', 'DriverType', 'ExternalResource', 'ManagedNode', 'Part',
+           'PartsTree', 'RESOURCE_KINDS', 'Respawn', 'RobotDescriptionError', 'ShutdownStep',
+           'load_robot_description', 'parse_robot_description']
 
 DEFAULT_HOST = 'localhost'
 DEFAULT_CHIP_BACKEND = 'sim'
@@ -69,9 +86,15 @@ NAMESPACE_MAX_LENGTH = 245
 
 _NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*\Z')
 _ROBOT_KEYS = ('name', 'primary')
-_PART_KEYS = ('name', 'namespace', 'host', 'nodes', 'parts')
+_PART_KEYS = ('name', 'namespace', 'host', 'nodes', 'resources', 'parts')
 _NODE_KEYS = ('name', 'driver', 'parameters', 'depends_on', 'liveliness_lease_s', 'respawn')
 _RESPAWN_KEYS = ('max_attempts', 'backoff_s')
+_RESOURCE_KEYS = ('name', 'kind', 'target', 'controller_manager', 'timeout_s', 'retries',
+                  'depends_on')
+RESOURCE_KINDS = ('lifecycle_node', 'trigger', 'set_bool', 'controller')
+DEFAULT_CONTROLLER_MANAGER = '/controller_manager'
+DEFAULT_RESOURCE_TIMEOUT_S = 1.0
+DEFAULT_RESOURCE_RETRIES = 1
 
 _Vertex = Union[str, Tuple[str, str]]     # a node, or a part's barrier (see Ordering below)
 _Needs = Mapping[_Vertex, Sequence[_Vertex]]
@@ -106,6 +129,7 @@ DRIVER_TYPES: Mapping[str, DriverType] = MappingProxyType({driver.name: driver f
     DriverType(name='encoder', required=('a_line', 'b_line'), gpio_lines=('a_line', 'b_line')),
     DriverType(name='gpio_output', required=('line',), gpio_lines=('line',)),
     DriverType(name='servo', required=('pwm_line',), gpio_lines=('pwm_line',)),
+    DriverType(name='session_gate'),
     DriverType(name='external'),
 )})
 
@@ -137,8 +161,27 @@ class ManagedNode:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExternalResource:
+    """Something the robot already has, stopped as `kind` says (module docstring)."""
+
+    name: str
+    namespace: str
+    part: str
+    kind: str
+    target: str
+    controller_manager: str = DEFAULT_CONTROLLER_MANAGER
+    timeout_s: float = DEFAULT_RESOURCE_TIMEOUT_S
+    retries: int = DEFAULT_RESOURCE_RETRIES
+    depends_on: Tuple[str, ...] = ()
+
+    @property
+    def fully_qualified_name(self) -> str:
+        return _join(self.namespace, self.name)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Part:
-    """A part of the robot: its nodes (fully qualified names) and its sub-parts (part names)."""
+    """A part of the robot: its nodes and resources (fully qualified) and its sub-parts."""
 
     name: str
     namespace: str
@@ -146,22 +189,25 @@ class Part:
     parent: Optional[str]
     nodes: Tuple[str, ...] = ()
     parts: Tuple[str, ...] = ()
+    resources: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
 class ShutdownStep:
-    """Nodes to stop in parallel, then the parts (sub-parts first) that are down after them."""
+    """Nodes and resources to stop in parallel, then the parts that are down after them."""
 
     nodes: Tuple[str, ...]
     parts_down: Tuple[str, ...]
+    resources: Tuple[str, ...] = ()
 
 
 class PartsTree:
     """A valid robot: its parts, their nodes, and the orders to start and stop them in."""
 
-    def __init__(self, *, name: str, parts: Sequence[Part], nodes: Sequence[ManagedNode]):
+    def __init__(self, *, name: str, parts: Sequence[Part], nodes: Sequence[ManagedNode],
+                 resources: Sequence[ExternalResource] = ()):
         """
-        Order a robot's parts (primary first, then sub-parts) and nodes; raise ValueError.
+        Order a robot's parts (primary first, then sub-parts), nodes and resources.
 
         Build it with `parse_robot_description`, which checks everything first; here a
         dependency cycle raises ValueError.
@@ -169,12 +215,19 @@ class PartsTree:
         self._name = name
         self._parts = MappingProxyType({part.name: part for part in parts})
         self._nodes = MappingProxyType({node.fully_qualified_name: node for node in nodes})
+        self._resources = MappingProxyType(
+            {resource.fully_qualified_name: resource for resource in resources})
         self._primary = parts[0]
         needs = _startup_needs([(part.name, part.parent, part.nodes) for part in parts],
                                [(fqn, node.part, node.depends_on)
                                 for fqn, node in self._nodes.items()])
         self._startup = _waves(needs)
-        self._shutdown = _waves(_reverse(needs))
+        # Resources are stopped, never started: they take part in the shutdown order only.
+        stop_needs = _startup_needs(
+            [(part.name, part.parent, part.nodes + part.resources) for part in parts],
+            [(fqn, member.part, member.depends_on)
+             for fqn, member in [*self._nodes.items(), *self._resources.items()]])
+        self._shutdown = _waves(_reverse(stop_needs))
         self._dependents: Dict[str, List[str]] = {fqn: [] for fqn in self._nodes}
         for fqn, node in self._nodes.items():
             for dependency in node.depends_on:
@@ -198,13 +251,19 @@ class PartsTree:
         """Return the nodes by fully qualified name, in description order."""
         return self._nodes
 
+    @property
+    def resources(self) -> Mapping[str, ExternalResource]:
+        """Return the external resources by fully qualified name, in description order."""
+        return self._resources
+
     def startup_waves(self) -> List[List[str]]:
         """Return the nodes to configure and activate, wave after wave, parents first."""
         return [list(wave) for wave in self._startup]
 
     def shutdown_waves(self) -> List[List[str]]:
         """Return the nodes to deactivate and shut down, wave after wave, children first."""
-        return [list(wave) for wave in self._shutdown]
+        waves = [[fqn for fqn in wave if fqn in self._nodes] for wave in self._shutdown]
+        return [wave for wave in waves if wave]
 
     def shutdown_plan(self) -> List[ShutdownStep]:
         """Return the shutdown waves, each with the parts it leaves down; the primary last."""
@@ -213,12 +272,14 @@ class PartsTree:
         post_order = self._parts_post_order()
         for name in post_order:
             part = self._parts[name]
-            down_after[name] = max([wave_of[fqn] for fqn in part.nodes]
+            down_after[name] = max([wave_of[fqn] for fqn in part.nodes + part.resources]
                                    + [down_after[sub_part] for sub_part in part.parts] + [0])
-        return [ShutdownStep(nodes=self._shutdown[index] if index < len(self._shutdown) else (),
+        waves = self._shutdown or ((),)
+        return [ShutdownStep(nodes=tuple(fqn for fqn in wave if fqn in self._nodes),
+                             resources=tuple(fqn for fqn in wave if fqn in self._resources),
                              parts_down=tuple(name for name in post_order
                                               if down_after[name] == index))
-                for index in range(max(len(self._shutdown), 1))]
+                for index, wave in enumerate(waves)]
 
     def dependents_of(self, node: str) -> List[str]:
         """Return the nodes that depend on `node`, directly or not, in startup order."""
@@ -268,7 +329,8 @@ def parse_robot_description(data: Mapping[str, Any], *,
     name = parser.parse(data)
     if parser.problems:
         raise RobotDescriptionError(source, parser.problems)
-    return PartsTree(name=name, parts=parser.parts, nodes=list(parser.nodes.values()))
+    return PartsTree(name=name, parts=parser.parts, nodes=list(parser.nodes.values()),
+                     resources=list(parser.resources.values()))
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -305,12 +367,15 @@ class _Parser:
         self.problems: List[str] = []
         self.parts: List[Part] = []
         self.nodes: Dict[str, ManagedNode] = {}
+        self.resources: Dict[str, ExternalResource] = {}
         self._node_labels: Dict[str, str] = {}      # fully qualified name -> label
         self._part_labels: Dict[str, str] = {}      # part entry -> label
         self._node_place: Dict[str, _PartPlace] = {}
+        self._resource_place: Dict[str, _PartPlace] = {}
         self._references: Dict[str, List[str]] = {}
         self._parent_entry: Dict[str, Optional[str]] = {}
         self._part_nodes: Dict[str, List[str]] = {}
+        self._part_resources: Dict[str, List[str]] = {}
         self._part_entry_by_name: Dict[str, str] = {}
         self._lines: Dict[Tuple[str, str, str, int], str] = {}
 
@@ -382,6 +447,9 @@ class _Parser:
         index = len(self.parts)
         node_names = [self._node(item, f'{entry}.nodes[{number}]', place)
                       for number, item in enumerate(self._list(fields, 'nodes', label))]
+        resource_names = [
+            self._resource(item, f'{entry}.resources[{number}]', place)
+            for number, item in enumerate(self._list(fields, 'resources', label))]
         part_names = [self._part(item, f'{entry}.parts[{number}]', place,
                                  (place.namespace, place.host))
                       for number, item in enumerate(self._list(fields, 'parts', label))]
@@ -389,6 +457,7 @@ class _Parser:
             name=place.name, namespace=place.namespace, host=place.host,
             parent=parent.name if parent else None,
             nodes=tuple(fqn for fqn in node_names if fqn is not None),
+            resources=tuple(fqn for fqn in resource_names if fqn is not None),
             parts=tuple(part for part in part_names if part is not None)))
         return place.name
 
@@ -397,6 +466,7 @@ class _Parser:
         self._part_labels[place.entry] = label
         self._parent_entry[place.entry] = parent.entry if parent else None
         self._part_nodes[place.entry] = []
+        self._part_resources[place.entry] = []
         if place.name in self._part_entry_by_name:
             self._problem(label, f'part name {place.name!r} is already used by '
                           f'{self._part_labels[self._part_entry_by_name[place.name]]}')
@@ -440,7 +510,7 @@ class _Parser:
                            parameters=MappingProxyType(parameters), liveliness_lease_s=lease,
                            respawn=respawn)
         fqn = node.fully_qualified_name
-        if fqn in self.nodes:
+        if fqn in self._node_labels:
             self._problem(label, f'fully qualified name {fqn!r} is already used by '
                           f'{self._node_labels[fqn]}')
             return None
@@ -450,6 +520,65 @@ class _Parser:
         self._references[fqn] = references
         self._part_nodes[place.entry].append(fqn)
         return fqn
+
+    def _resource(self, value: Any, entry: str, place: _PartPlace) -> Optional[str]:
+        fields = self._fields(value, entry, _RESOURCE_KEYS, required=('name', 'kind', 'target'))
+        if fields is None:
+            return None
+        name = fields.get('name')
+        label = _label(entry, name)
+        self._check_name(label, 'name', name)
+        kind = fields.get('kind')
+        if kind is not None and kind not in RESOURCE_KINDS:
+            self._problem(label, f'unknown resource kind {_describe(kind)} '
+                          f'(known: {", ".join(RESOURCE_KINDS)})')
+        target = self._resource_target(label, kind, fields.get('target'))
+        manager = fields.get('controller_manager', DEFAULT_CONTROLLER_MANAGER)
+        if 'controller_manager' in fields and kind != 'controller':
+            self._problem(label, "controller_manager is only for kind 'controller'")
+        elif not _is_absolute_name(manager):
+            self._problem(label, f'controller_manager must be a fully qualified node name, '
+                          f'got {_describe(manager)}')
+        timeout_s = self._positive(label, 'timeout_s', fields.get('timeout_s'))
+        retries = fields.get('retries', DEFAULT_RESOURCE_RETRIES)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            self._problem(label, f'retries must be an integer >= 0, got {_describe(retries)}')
+            retries = DEFAULT_RESOURCE_RETRIES
+        references = self._depends_on(label, fields)
+        if not isinstance(name, str):
+            return None
+        resource = ExternalResource(
+            name=name, namespace=place.namespace, part=place.name,
+            kind=kind if isinstance(kind, str) else '', target=target,
+            controller_manager=manager if isinstance(manager, str) else '',
+            timeout_s=DEFAULT_RESOURCE_TIMEOUT_S if timeout_s is None else timeout_s,
+            retries=retries)
+        fqn = resource.fully_qualified_name
+        if fqn in self._node_labels:
+            self._problem(label, f'fully qualified name {fqn!r} is already used by '
+                          f'{self._node_labels[fqn]}')
+            return None
+        self.resources[fqn] = resource
+        self._node_labels[fqn] = label
+        self._resource_place[fqn] = place
+        self._references[fqn] = references
+        self._part_resources[place.entry].append(fqn)
+        return fqn
+
+    def _resource_target(self, label: str, kind: Any, target: Any) -> str:
+        if target is None:
+            return ''
+        if kind == 'controller':
+            if not isinstance(target, str) or not _NAME.match(target):
+                self._problem(label, f'target of a controller must be its name (a ROS name), '
+                              f'got {_describe(target)}')
+                return ''
+        elif not _is_absolute_name(target):
+            what = 'node' if kind == 'lifecycle_node' else 'service'
+            self._problem(label, f'target must be the fully qualified {what} name (e.g. '
+                          f"'/base/{what}'), got {_describe(target)}")
+            return ''
+        return target
 
     def _driver(self, label: str, value: Any) -> Optional[DriverType]:
         if value is None:
@@ -542,32 +671,40 @@ class _Parser:
                        backoff_s=Respawn.backoff_s if backoff_s is None else backoff_s)
 
     def _resolve_references(self) -> None:
+        # A node depends on nodes; a resource on nodes and resources.
+        members = {**self._node_place, **self._resource_place}
         for fqn, references in self._references.items():
-            resolved = [self._resolve(fqn, reference) for reference in references]
-            self.nodes[fqn] = replace(self.nodes[fqn], depends_on=tuple(dict.fromkeys(
-                target for target in resolved if target is not None)))
+            is_node = fqn in self.nodes
+            known = self._node_place if is_node else members
+            what = 'node' if is_node else 'node or resource'
+            place = known[fqn]
+            resolved = [self._resolve(self._node_labels[fqn], place, reference, known, what)
+                        for reference in references]
+            depends_on = tuple(dict.fromkeys(target for target in resolved if target is not None))
+            if is_node:
+                self.nodes[fqn] = replace(self.nodes[fqn], depends_on=depends_on)
+            else:
+                self.resources[fqn] = replace(self.resources[fqn], depends_on=depends_on)
 
-    def _resolve(self, fqn: str, reference: str) -> Optional[str]:
-        label = self._node_labels[fqn]
-        place = self._node_place[fqn]
+    def _resolve(self, label: str, place: _PartPlace, reference: str,
+                 known: Mapping[str, _PartPlace], what: str) -> Optional[str]:
         if reference.startswith('/'):
-            target = reference if reference in self.nodes else None
+            target = reference if reference in known else None
             if target is None:
-                self._problem(label, f'depends_on {reference!r} is not a node of this robot')
+                self._problem(label, f'depends_on {reference!r} is not a {what} of this robot')
                 return None
         else:
             target = _join(place.namespace, reference)
-            if target not in self._part_nodes[place.entry]:
-                elsewhere = [other for other in self.nodes
-                             if other.rsplit('/', 1)[1] == reference]
-                hint = (f"; a node of another part is named in full: {', '.join(elsewhere)}"
+            if target not in known or known[target].entry != place.entry:
+                elsewhere = [other for other in known if other.rsplit('/', 1)[1] == reference]
+                hint = (f"; a {what} of another part is named in full: {', '.join(elsewhere)}"
                         if elsewhere else '')
-                self._problem(label, f'depends_on {reference!r} is not a node of part '
+                self._problem(label, f'depends_on {reference!r} is not a {what} of part '
                               f'{place.name!r}{hint}')
                 return None
-        if self._is_below(self._node_place[target].entry, place.entry):
-            self._problem(label, f'depends_on {reference!r} is a node of part '
-                          f"{self._node_place[target].name!r}, under this node's part "
+        if self._is_below(known[target].entry, place.entry):
+            self._problem(label, f'depends_on {reference!r} is a {what} of part '
+                          f"{known[target].name!r}, under this {what}'s part "
                           f'{place.name!r}, whose nodes start before and stop after it')
             return None
         return target
@@ -581,16 +718,18 @@ class _Parser:
         return False
 
     def _check_order(self) -> None:
+        places = {**self._node_place, **self._resource_place}
+        members = {**self.nodes, **self.resources}
         needs = _startup_needs(
-            [(entry, parent, self._part_nodes[entry])
+            [(entry, parent, self._part_nodes[entry] + self._part_resources[entry])
              for entry, parent in self._parent_entry.items()],
-            [(fqn, self._node_place[fqn].entry, node.depends_on)
-             for fqn, node in self.nodes.items()])
-        position = {fqn: index for index, fqn in enumerate(self.nodes)}
+            [(fqn, places[fqn].entry, member.depends_on) for fqn, member in members.items()])
+        position = {fqn: index for index, fqn in enumerate(members)}
         for cycle in _cycles(needs):
-            self._report_cycle(cycle, position)
+            self._report_cycle(cycle, position, members)
 
-    def _report_cycle(self, cycle: List[_Vertex], position: Mapping[str, int]) -> None:
+    def _report_cycle(self, cycle: List[_Vertex], position: Mapping[str, int],
+                      members: Mapping[str, Union[ManagedNode, ExternalResource]]) -> None:
         """Report a cycle from its first node in the description, naming part-rule steps."""
         first = min(filter(_is_node, cycle), key=position.__getitem__)
         start = cycle.index(first)
@@ -603,8 +742,8 @@ class _Parser:
                 continue
             if through_part:
                 notes.append(f'{names[-1]} starts after {vertex}: part '
-                             f'{self.nodes[names[-1]].part!r} is under part '
-                             f'{self.nodes[vertex].part!r}')
+                             f'{members[names[-1]].part!r} is under part '
+                             f'{members[vertex].part!r}')
             names.append(vertex)
             through_part = False
         note = f' ({"; ".join(notes)})' if notes else ''
@@ -623,6 +762,12 @@ def _describe(value: Any) -> str:
 
 def _join(namespace: str, name: str) -> str:
     return f'{namespace.rstrip("/")}/{name}'
+
+
+def _is_absolute_name(value: Any) -> bool:
+    """Return whether `value` is a fully qualified ROS name such as '/base/stop'."""
+    return (isinstance(value, str) and value.startswith('/') and len(value) > 1
+            and all(_NAME.match(token) for token in value[1:].split('/')))
 
 
 # Ordering. Vertices are nodes (fully qualified names) and one barrier per part, ('part', key),

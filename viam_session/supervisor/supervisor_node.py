@@ -77,6 +77,7 @@ ACTIVATE = Transition.TRANSITION_ACTIVATE
 DEACTIVATE = Transition.TRANSITION_DEACTIVATE
 CLEANUP = Transition.TRANSITION_CLEANUP
 ERROR_LOG_LEVEL = 40
+EXIT_CALL_TIMEOUT_S = 2.0
 
 
 def _logger_name(fqn: str) -> str:
@@ -307,16 +308,35 @@ class LifecycleSupervisor(Node):
         """Deactivate, then clean up `fqn`; a dead node counts as down (its lines parked)."""
         if self._status.nodes[fqn].alive is False:
             return True, 'dead'
-        state = await self._links[fqn].state(self._timeout_s)
+        state = await self._unless_dead(fqn, self._links[fqn].state(self._timeout_s))
+        if self._status.nodes[fqn].alive is False:
+            return True, 'dead'
         if state is None:
             return False, self._unreachable(fqn)
         for transition, source in ((DEACTIVATE, 'active'), (CLEANUP, 'inactive')):
             if state == source:
-                ok, state = await self._links[fqn].transition(transition, self._timeout_s)
+                result = await self._unless_dead(
+                    fqn, self._links[fqn].transition(transition, self._timeout_s))
+                if self._status.nodes[fqn].alive is False:
+                    return True, 'dead'
+                ok, state = result
                 if not ok:
                     return False, state
                 self._status.set_state(fqn, state)
         return True, state
+
+    async def _unless_dead(self, fqn: str, work: Awaitable[Any]) -> Any:
+        """
+        Await `work`, or give up as soon as `fqn` is dead: a node that exits will not answer.
+
+        When launch stops every process at once, the nodes exit while the ordered shutdown
+        waits on them; their liveliness loss ends each wait instead of its timeout.
+        """
+        task = self.executor.create_task(work)
+        while not await bounded(self, task, 0.05, self._group):
+            if self._status.nodes[fqn].alive is False:
+                return None
+        return task.result()
 
     async def _stop_resource(self, fqn: str) -> Tuple[bool, str]:
         result = await self._resources.stop(fqn)
@@ -350,8 +370,15 @@ class LifecycleSupervisor(Node):
             await sleep(self, 0.02, self._group)
             waited += 0.02
         future = client.call_async(Trigger.Request())
-        if not await bounded(self, future, self._timeout_s, self._group):
-            return f'{client.srv_name} did not answer within {self._timeout_s:g} s'
+        waited = 0.0
+        while not await bounded(self, future, 0.05, self._group):
+            # A manager that exits meanwhile (launch stops every process at once) closes its
+            # sessions itself; its server leaving the graph ends the wait.
+            waited += 0.05
+            if not client.service_is_ready():
+                return f'{self._session_manager} left before answering'
+            if waited > self._timeout_s:
+                return f'{client.srv_name} did not answer within {self._timeout_s:g} s'
         self._part_event('sessions_closed', part=self._tree.primary.name,
                          message=future.result().message)
         self.get_logger().info(f'client sessions closed: {future.result().message}')
@@ -363,6 +390,9 @@ class LifecycleSupervisor(Node):
             return
         executor = self.executor
         if executor is not None:
+            # On SIGINT launch gives a process 5 s, then 10 s after SIGTERM: a node that is
+            # there answers in milliseconds, so exiting waits on no single call longer than this.
+            self._timeout_s = min(self._timeout_s, EXIT_CALL_TIMEOUT_S)
             done = threading.Event()
             task = executor.create_task(self._exclusive_shutdown)
             task.add_done_callback(lambda _: done.set())

@@ -43,23 +43,20 @@ from typing import Any, Optional, Protocol, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
-from rclpy.event_handler import QoSLivelinessChangedInfo, SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import LivelinessPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.timer import Timer
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Empty, Float64, Header
 
 from viam_session.chips import Chip, CHIP_BACKENDS, ChipError, open_chip
+from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.drivers.diagnostics import (
     driver_status, line_roles, LineRecord, status_signature, WatchdogState)
 from viam_session.parameters import declare_float, declare_string
 from viam_session.time_convert import monotonic_to_ros_time
 
-__all__ = ['ActuatorDriver', 'DIAGNOSTICS_PERIOD_S', 'Device', 'LifecycleDriver', 'alive_qos',
-           'command_subscription_qos']
+__all__ = ['ActuatorDriver', 'DIAGNOSTICS_PERIOD_S', 'Device', 'LifecycleDriver', 'alive_qos']
 
 DIAGNOSTICS_PERIOD_S = 1.0
 
@@ -75,15 +72,6 @@ class Device(Protocol):
 
     def release(self) -> None:
         """Stop, then give every line back."""
-
-
-def command_subscription_qos(command_timeout_s: float) -> QoSProfile:
-    """Return the QoS of a `~/command` subscription (liveliness lease = timeout when > 0)."""
-    if command_timeout_s <= 0.0:
-        return QoSProfile(depth=10)
-    return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                      liveliness=LivelinessPolicy.AUTOMATIC,
-                      liveliness_lease_duration=Duration(seconds=command_timeout_s))
 
 
 def alive_qos(lease_s: float) -> QoSProfile:
@@ -294,17 +282,9 @@ class ActuatorDriver(LifecycleDriver):
             low=0.0, high=60.0)
         self._driving = False
         self._tripped: Optional[str] = None
-        self._watchdog: Optional[Timer] = None
-        events = None
-        if self._command_timeout_s > 0.0:
-            self._watchdog = self.create_timer(
-                self._command_timeout_s, self._on_watchdog,
-                clock=Clock(clock_type=ClockType.STEADY_TIME))
-            self._watchdog.cancel()
-            events = SubscriptionEventCallbacks(liveliness=self._on_liveliness)
-        self.create_subscription(
-            self.command_type, '~/command', self._on_command,
-            command_subscription_qos(self._command_timeout_s), event_callbacks=events)
+        self._watchdog = CommandWatchdog(self, self.command_type, self._on_command,
+                                         timeout_s=self._command_timeout_s,
+                                         on_trip=self._stop_driving)
 
     def apply(self, device: Any, value: Any) -> None:
         """Drive `device` as the command `value` says; raise ValueError for a bad value."""
@@ -319,8 +299,7 @@ class ActuatorDriver(LifecycleDriver):
         with self._lock:
             self._driving = False
             self._tripped = None
-            if self._watchdog is not None:
-                self._watchdog.cancel()
+            self._watchdog.cancel()
         return super().on_deactivate(state)
 
     def _on_command(self, message: Any) -> None:
@@ -337,18 +316,8 @@ class ActuatorDriver(LifecycleDriver):
                 return
             self._driving = True
             self._tripped = None
-            if self._watchdog is not None:
-                self._watchdog.reset()
+            self._watchdog.feed()
         self.publish_state()
-
-    def _on_watchdog(self) -> None:
-        self._watchdog.cancel()
-        self._stop_driving(f'no valid command for {self._command_timeout_s:g} s')
-
-    def _on_liveliness(self, info: QoSLivelinessChangedInfo) -> None:
-        if info.alive_count == 0 and info.alive_count_change < 0:
-            self.get_logger().info('no command publisher is alive any more')
-            self._stop_driving('the command publisher lost liveliness')
 
     def _stop_driving(self, reason: str) -> None:
         with self._lock:
@@ -356,8 +325,7 @@ class ActuatorDriver(LifecycleDriver):
                 return
             self._driving = False
             self._tripped = reason
-            if self._watchdog is not None:
-                self._watchdog.cancel()
+            self._watchdog.cancel()
             self._device.stop()
         self.get_logger().warning(f'{reason}: outputs at their safe level until the next '
                                   'command', throttle_duration_sec=1.0)

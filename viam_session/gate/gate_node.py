@@ -25,13 +25,13 @@ from typing import Any, List, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
-from rclpy.event_handler import QoSLivelinessChangedInfo, SubscriptionEventCallbacks
 from rclpy.exceptions import InvalidTopicNameException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Empty, Float64, Header
 
-from viam_session.drivers.base import alive_qos, command_subscription_qos
+from viam_session.drivers.base import alive_qos
+from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.gate.gate_core import GateCore, MESSAGE_TYPES
 from viam_session.node_runner import run_node
 from viam_session.parameters import declare_float, declare_string
@@ -84,15 +84,8 @@ class SessionGate(LifecycleNode):
                              f'{error}') from None
         self._alive = self.create_publisher(Empty, '~/alive', alive_qos(lease_s))
         self.create_subscription(message_type, '~/input', self._on_input, QoSProfile(depth=10))
-        self._watchdog = None
-        events = None
-        if self._command_timeout_s > 0.0:
-            self._watchdog = self.create_timer(self._command_timeout_s, self._on_watchdog,
-                                               clock=steady, autostart=False)
-            events = SubscriptionEventCallbacks(liveliness=self._on_liveliness)
-        self.create_subscription(Float64, '~/command', self._on_command,
-                                 command_subscription_qos(self._command_timeout_s),
-                                 event_callbacks=events)
+        self._watchdog = CommandWatchdog(self, Float64, self._on_command,
+                                         timeout_s=self._command_timeout_s, on_trip=self._close)
         self._zero_timer = self.create_timer(self._core.zero_period_s, self._on_zero_timer,
                                              clock=steady, autostart=False)
         # SIGTERM arrives on the main thread; the burst starts on the executor, woken by this.
@@ -156,22 +149,14 @@ class SessionGate(LifecycleNode):
             except ValueError as error:
                 self.get_logger().warning(f'command rejected: {error}', throttle_duration_sec=1.0)
                 return
-            if self._watchdog is not None:
-                if self._core.open:
-                    self._watchdog.reset()
-                else:
-                    self._watchdog.cancel()
+            if self._core.open:
+                self._watchdog.feed()
+            else:
+                self._watchdog.cancel()
             if zeros:
                 self._begin_burst()
             elif self._core.open:
                 self._zero_timer.cancel()
-
-    def _on_watchdog(self) -> None:
-        self._close(f'no valid command for {self._command_timeout_s:g} s')
-
-    def _on_liveliness(self, info: QoSLivelinessChangedInfo) -> None:
-        if info.alive_count == 0 and info.alive_count_change < 0:
-            self._close('the command publisher lost liveliness')
 
     def _on_zero_timer(self) -> None:
         with self._lock:
@@ -181,16 +166,14 @@ class SessionGate(LifecycleNode):
 
     def _close(self, reason: str) -> None:
         with self._lock:
-            if self._watchdog is not None:
-                self._watchdog.cancel()
+            self._watchdog.cancel()
             if self._core.close(reason):
                 self.get_logger().warning(f'{reason}: gate closed, sending zeros')
                 self._begin_burst()
 
     def _leave_active(self, reason: str) -> None:
         with self._lock:
-            if self._watchdog is not None:
-                self._watchdog.cancel()
+            self._watchdog.cancel()
             self._core.set_active(False, reason)
             self._begin_burst()
         self.get_logger().info(f'{reason}: gate closed, sending zeros')

@@ -11,7 +11,8 @@ processes. The load generator runs in this process, in a ROS context of its own:
 a command publisher (the manager waits to discover it before answering a start request), one
 heartbeat writer per session (`heartbeat_qos(window)`, a topic of its own under
 `/session_manager/heartbeat/`), and one plain thread that asserts every writer's liveliness
-five times per window, spread evenly over the period.
+at the client library's rate (`session_client.assertion_period_s`), spread evenly over the
+period.
 
 Background sessions use the 2 s window. For each number of sessions N (ascending), N - 1
 background sessions run while a probe session with the window under test is measured K times:
@@ -55,6 +56,7 @@ from rclpy.publisher import Publisher
 from rclpy.signals import SignalHandlerOptions
 
 import viam_session
+from viam_session.client.session_client import assertion_period_s
 from viam_session.service_call import call_service
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.sessions.manager_node import STATE_NAMES
@@ -67,7 +69,6 @@ MANAGER = '/session_manager'
 MOTOR = 'motor'
 POWER = 0.5
 BACKGROUND_WINDOW_S = 2.0
-ASSERTIONS_PER_WINDOW = 5
 CPU_TARGET_PCT = 5.0
 DOMAIN_RANGE = range(216, 231)
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
@@ -154,7 +155,7 @@ class LoadGenerator:
             Heartbeat, topic, heartbeat_qos(window_s),
             event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
         writer = Writer(topic, window_s, publisher,
-                        period_ns=int(window_s * 1e9 / ASSERTIONS_PER_WINDOW))
+                        period_ns=int(assertion_period_s(window_s) * 1e9))
         with self._lock:
             publisher.assert_liveliness()
             writer.last_ns = time.monotonic_ns()

@@ -6,12 +6,12 @@ A session with the robot, kept alive from a thread of the client's own.
         ...
 
 Each session has a heartbeat writer of its own (liveliness MANUAL_BY_TOPIC, lease = window,
-on a topic with a random name). A plain thread asserts its liveliness five times per window,
-so an application that blocks its own loop, or a busy executor, does not starve it; DDS checks
-the lease on the robot below Python. When the robot reports the session expired or closed, or
-stops listening to its heartbeats, `on_lost(reason)` runs once and further commands raise
-SessionLost. The session is ended cleanly by `end()`, `close()`, the context manager, or at
-interpreter exit.
+on a topic with a random name). A plain thread asserts its liveliness 12.5 times per window
+(`assertion_period_s`), so an application that blocks its own loop, or a busy executor,
+does not starve it; DDS checks the lease on the robot below Python. When the robot reports
+the session expired or closed, or stops listening to its heartbeats, `on_lost(reason)` runs
+once and further commands raise SessionLost. The session is ended cleanly by `end()`,
+`close()`, the context manager, or at interpreter exit.
 """
 
 import atexit
@@ -37,10 +37,23 @@ from viam_session.time_convert import duration_to_seconds, seconds_to_duration
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import EndSession, StartSession
 
-__all__ = ['HEARTBEATS_PER_WINDOW', 'SessionClient', 'SessionError', 'SessionLost',
-           'assertion_period_s']
+__all__ = ['HEARTBEATS_PER_WINDOW', 'MIN_ASSERTION_PERIOD_S', 'SessionClient', 'SessionError',
+           'SessionLost', 'assertion_period_s']
 
-HEARTBEATS_PER_WINDOW = 5
+# How many times per window the client asserts its writer's liveliness (Viam's SDKs: 5). The
+# robot expires a session after a full window without an assertion, so a run of lost
+# assertions spanning a window expires a healthy session. At 5 per window, 4 lost in a row
+# leave a gap of exactly one window, which any jitter turns into an expiry: behind 30 % loss
+# that is 0.3^4 per assertion, about 70 false expiries an hour at the 2 s window (and seen by
+# bench/false_expiry.py and the partial-loss fault test). At 12.5 per window it takes 12 lost
+# in a row (a gap of 1.04 windows; 11 leave 0.96): 0.3^12 per assertion, under 0.05 an hour at
+# windows >= 0.5 s. Not a whole number on purpose. It costs 2.5 times the assertions.
+HEARTBEATS_PER_WINDOW = 12.5
+# ... but never more often than this: a Python thread on a loaded machine is late by more than
+# 8 ms (12.5 per 100 ms window) often enough to lose the margin, and 100 sessions from one
+# process would be 12,500 assertions a second. Windows under 250 ms get fewer per window
+# (5 at the 100 ms window) and no promise behind a lossy link.
+MIN_ASSERTION_PERIOD_S = 0.02
 # Until the robot answers the start request, liveliness is asserted this often, so the robot
 # sees the writer alive as soon as it has matched it.
 EARLY_ASSERTION_PERIOD_S = 0.01
@@ -50,8 +63,8 @@ UNMATCHED_GRACE_S = 0.5
 
 
 def assertion_period_s(window_s: float) -> float:
-    """Return how often a client asserts its heartbeat writer's liveliness in a window."""
-    return window_s / HEARTBEATS_PER_WINDOW
+    """Return the period of a client's liveliness assertions for a window of `window_s`."""
+    return max(window_s / HEARTBEATS_PER_WINDOW, MIN_ASSERTION_PERIOD_S)
 
 
 class SessionError(RuntimeError):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Optional, Sequence
 
 from viam_session.netfault.impaired_pair import ImpairedPair
 
@@ -16,20 +17,23 @@ __all__ = ['RemoteRobotProcess']
 
 class RemoteRobotProcess:
     """
-    `python -m viam_session.netfault.remote_robot` in the pair's namespace `a`.
+    A scenario process in the pair's namespace `a` whose clients run in namespace `b`.
 
-    Its client runs in namespace `b`; the tests and `bench/stop_latency.py` share this.
+    By default `python -m viam_session.netfault.remote_robot B_NS WINDOW_S` (the fault tests);
+    `scenario` names another module and its arguments after the client namespace (the fleet
+    robot of `bench/stop_latency.py`: `['viam_session.netfault.fleet_robot', '--motors',
+    '32']`).
     """
 
     def __init__(self, *, pair: ImpairedPair, window_s: float, log_path: Path, domain_id: int,
-                 deadline_s: float) -> None:
+                 deadline_s: float, scenario: Optional[Sequence[str]] = None) -> None:
         self._log = open(log_path, 'w', encoding='utf-8')
         self._deadline_s = deadline_s
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+        module, *arguments = scenario or ['viam_session.netfault.remote_robot', str(window_s)]
         self.process = pair.run(
-            pair.a.ns, [sys.executable, '-m', 'viam_session.netfault.remote_robot', pair.b.ns,
-                        str(window_s)], env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._log, text=True)
+            pair.a.ns, [sys.executable, '-m', module, pair.b.ns, *arguments], env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True)
         self._lines: 'queue.Queue[dict]' = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -40,8 +44,8 @@ class RemoteRobotProcess:
             except json.JSONDecodeError:
                 pass
 
-    def expect(self, event: str) -> dict:
-        """Return the next line of this event; TimeoutError at the deadline."""
+    def expect(self, event: str, *others: str) -> dict:
+        """Return the next line of `event` or of one of `others`; TimeoutError at the deadline."""
         deadline = time.monotonic() + self._deadline_s
         while True:
             try:
@@ -49,7 +53,7 @@ class RemoteRobotProcess:
             except queue.Empty:
                 raise TimeoutError(f'no {event!r} from the scenario within {self._deadline_s} s '
                                    f'(rc {self.process.poll()})') from None
-            if line['event'] == event:
+            if line['event'] == event or line['event'] in others:
                 return line
 
     def send(self, command: str) -> None:

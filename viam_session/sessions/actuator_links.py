@@ -50,6 +50,7 @@ class ActuatorLink:
         # reactivates it first, then delivers `pending_value`.
         self.stopped_by_manager = False
         self.activating = False
+        self.stops = 0  # stops requested so far: an activation older than a stop is stale
         self.pending_value = 0.0
         self.last_value: Optional[float] = None
 

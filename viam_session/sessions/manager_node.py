@@ -521,6 +521,7 @@ class SessionManager(Node):
                 continue
             link = self._links[name]
             link.stopped_by_manager = True
+            link.stops += 1
             future = link.deactivate()
             if future is None:
                 self.get_logger().error(f'cannot stop {name}: its lifecycle service is not up')
@@ -595,12 +596,19 @@ class SessionManager(Node):
             self.get_logger().error(f'cannot reactivate {link.name}: lifecycle service not up')
             return
         link.activating = True
+        stops = link.stops
 
         def on_activated(done: Future) -> None:
             link.activating = False
+            owner = self._table.owner_of(link.name)
+            if link.stops != stops:
+                # A stop was requested while this activation ran: it leaves the actuator
+                # inactive, so a live owner's command needs one more activation.
+                if owner is not None:
+                    self._reactivate_then_send(link, link.pending_value)
+                return
             if done.result() is not None and done.result().success:
                 link.stopped_by_manager = False
-                owner = self._table.owner_of(link.name)
                 if owner is not None:
                     link.send(link.pending_value)
 

@@ -1,0 +1,404 @@
+"""
+A robot with many actuators whose many sessions come from another network namespace.
+
+`python -m viam_session.netfault.fleet_robot CLIENT_NS [--motors K]` runs in the robot's
+namespace: the session manager, K DC motor drivers `/motor0` ... on one simulated chip (a
+`SimRobot`), and a lifecycle supervisor process watching the drivers (it neither spawns nor
+starts them: the robot does). The sessions come from a `session_fleet` process started in
+CLIENT_NS through `ip netns exec`, so their heartbeats cross the link between the namespaces.
+
+It prints `robot_ready` (manager and supervisor pids, chip directory) once everything runs,
+then reads commands on stdin, one per line, and prints JSON lines with CLOCK_MONOTONIC times:
+
+    sessions N M WINDOW_S  ->  ready {fleet_pid, session_ids}: N fresh sessions (the fleet is
+                               restarted if it died), actuator j < M driven by session j mod N
+                               and seen running on the chip, and every session's writer seen
+                               alive by the manager (`list_sessions`: its last heartbeat is
+                               later than its start); until then a session would expire one
+                               window after its start, not after its last heartbeat. If one
+                               does, the set is dropped (`retry`) and started again; after
+                               3 attempts: failed {reason}
+    hold                   ->  held {last_ns}: the fleet stopped asserting (see session_fleet)
+    resume                 ->  (no answer) the fleet asserts again
+    kill                   ->  (no answer) the fleet process is SIGKILLed (and reaped)
+    fault                  ->  stopped {stop_t_ns, expired_t_ns}: for each driven actuator the
+                               first PWM 0 after it ran, and each session's EXPIRED event
+    cpu SECONDS            ->  cpu {manager, supervisor}: CPU (% of one core, from
+                               /proc/<pid>/stat) over SECONDS, RSS and threads at the end
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+from builtin_interfaces.msg import Time
+
+from viam_session.chips.sim_chip import CHANGES_FILE, LineChange
+from viam_session.netfault.session_fleet import actuator_name, owner_of
+from viam_session.sim_robot import MotorSpec, SimRobot
+from viam_session_interfaces.msg import SessionEvent
+from viam_session_interfaces.srv import ListSessions
+
+__all__ = ['ChipFollower', 'main', 'process_usage']
+
+TIMEOUT_S = 60.0
+FIRST_PWM_LINE = 100
+SUPERVISOR_LEASE_S = 2.0
+START_ATTEMPTS = 3
+COMMAND_AGAIN_S = 0.5
+CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
+
+
+def emit(event: str, **fields: object) -> None:
+    print(json.dumps({'event': event, 't_ns': time.monotonic_ns(), **fields}), flush=True)
+
+
+def _stamp(stamp: Time) -> Tuple[int, int]:
+    return stamp.sec, stamp.nanosec
+
+
+class ChipFollower:
+    """
+    Follows a simulated chip's record incrementally (it grows by every re-sent command).
+
+    `wait()` polls the record; the instants it returns are the record's own, so the polling
+    period does not enter the measurement.
+    """
+
+    def __init__(self, chip_dir: Path) -> None:
+        self._path = chip_dir / CHANGES_FILE
+        self._offset = 0
+        self._pending = b''
+        self._changes: Dict[int, List[LineChange]] = {}
+
+    def _read(self) -> None:
+        try:
+            with open(self._path, 'rb') as record:
+                record.seek(self._offset)
+                data = record.read()
+        except FileNotFoundError:
+            return
+        self._offset += len(data)
+        lines = (self._pending + data).split(b'\n')
+        self._pending = lines.pop()
+        for text in lines:
+            change = LineChange(**json.loads(text))
+            if change.kind == 'pwm':
+                self._changes.setdefault(change.line, []).append(change)
+
+    def wait_current(self, line: int, duty: float, timeout_s: float = TIMEOUT_S) -> None:
+        """Wait until the last recorded PWM duty of `line` is `duty`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._read()
+            changes = self._changes.get(line)
+            if not changes or changes[-1].value == duty:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'line {line}: still at PWM {changes[-1].value}')
+            time.sleep(0.002)
+
+    def wait_final_zero(self, line: int, after_ns: int,
+                        timeout_s: float = TIMEOUT_S) -> LineChange:
+        """Return the PWM 0 of `line` after `after_ns` that its last change (duty 0) belongs to."""
+        self.wait_current(line, 0.0, timeout_s)
+        changes = [change for change in self._changes.get(line, []) if change.t_ns > after_ns]
+        while len(changes) > 1 and changes[-2].value == 0.0:
+            changes.pop()
+        if not changes or changes[-1].value != 0.0:
+            raise TimeoutError(f'line {line}: no PWM 0 after {after_ns}')
+        return changes[-1]
+
+    def wait(self, line: int, predicate: Callable[[float], bool], after_ns: int,
+             timeout_s: float = TIMEOUT_S) -> LineChange:
+        """Return the first PWM change of `line` after `after_ns` whose duty meets `predicate`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._read()
+            changes = self._changes.get(line, [])
+            for change in changes:
+                if change.t_ns > after_ns and predicate(change.value):
+                    # Older changes are never asked for again: forget them.
+                    self._changes[line] = changes[changes.index(change):]
+                    return change
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'line {line}: no matching PWM change within {timeout_s} s')
+            time.sleep(0.002)
+
+
+def process_usage(pid: int) -> Dict[str, float]:
+    """Return a process's CPU seconds (user + system, all threads), RSS (MiB) and threads."""
+    stat = Path(f'/proc/{pid}/stat').read_text()
+    fields = stat[stat.rindex(')') + 2:].split()
+    status = dict(line.split(':', 1) for line in
+                  Path(f'/proc/{pid}/status').read_text().splitlines() if ':' in line)
+    return {'cpu_s': (int(fields[11]) + int(fields[12])) / CLOCK_TICKS,
+            'rss_mib': int(status['VmRSS'].split()[0]) / 1024.0,
+            'threads': int(status['Threads'])}
+
+
+class FleetProcess:
+    """The `session_fleet` process in the client namespace; its JSON lines in a queue."""
+
+    def __init__(self, client_ns: str, env: Dict[str, str], log_path: Path) -> None:
+        self._log = open(log_path, 'a', encoding='utf-8')
+        self.process = subprocess.Popen(
+            ['ip', 'netns', 'exec', client_ns, sys.executable, '-m',
+             'viam_session.netfault.session_fleet'], env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self._lines: 'queue.Queue[dict]' = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for text in self.process.stdout:
+            self._lines.put(json.loads(text))
+        self._lines.put({'event': 'exit'})
+
+    def ask(self, command: str, event: str) -> dict:
+        """Send a command and return the answer `event`; RuntimeError if the fleet ended."""
+        self.process.stdin.write(command + '\n')
+        self.process.stdin.flush()
+        try:
+            line = self._lines.get(timeout=TIMEOUT_S)
+        except queue.Empty:
+            raise TimeoutError(f'no {event!r} from the fleet within {TIMEOUT_S} s') from None
+        if line['event'] != event:
+            raise RuntimeError(f'the fleet answered {line} to {command!r}')
+        return line
+
+    def tell(self, command: str) -> None:
+        self.process.stdin.write(command + '\n')
+        self.process.stdin.flush()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        self._log.close()
+
+
+def _supervisor_description(path: Path, motors: List[MotorSpec], chip_dir: Path) -> Path:
+    nodes = [{'name': motor.name, 'driver': 'dc_motor',
+              'parameters': {'chip': str(chip_dir), 'pwm_line': motor.pwm_line,
+                             'direction_line': motor.direction_line},
+              'liveliness_lease_s': SUPERVISOR_LEASE_S} for motor in motors]
+    description = {'robot': {'name': 'fleet_bench', 'primary': {
+        'name': 'base', 'namespace': '/', 'host': 'bench', 'nodes': nodes}}}
+    path.write_text(json.dumps(description))  # JSON is YAML
+    return path
+
+
+class FleetRobot:
+    """The robot side: a SimRobot, a supervisor watching it, the fleet, the chip follower."""
+
+    def __init__(self, client_ns: str, motors: int, workdir: Path) -> None:
+        self._client_ns = client_ns
+        self._workdir = workdir
+        specs = [MotorSpec(actuator_name(j)[1:], FIRST_PWM_LINE + 2 * j,
+                           FIRST_PWM_LINE + 2 * j + 1) for j in range(motors)]
+        self.robot = SimRobot(workdir=workdir, motors=specs)
+        self.robot.start(timeout_s=TIMEOUT_S * 4)
+        self._chip = ChipFollower(self.robot.chip_dir)
+        self._last_stop_ns = [0] * motors
+        self._running_ns = [0] * motors
+        self._driven = 0
+        self._session_ids: List[str] = []
+        description = _supervisor_description(workdir / 'robot.yaml', specs,
+                                              self.robot.chip_dir)
+        with open(workdir / 'supervisor.log', 'w', encoding='utf-8') as log:
+            self.supervisor = subprocess.Popen(
+                [sys.executable, '-m', 'viam_session.supervisor.supervisor_node', '--ros-args',
+                 '-p', f'robot_description:={description}', '-p', 'host:=bench',
+                 '-p', f'default_liveliness_lease_s:={SUPERVISOR_LEASE_S}'],
+                env=self.robot.env, stdout=log, stderr=subprocess.STDOUT)
+        self._fleet: Optional[FleetProcess] = None
+
+    def sessions(self, count: int, actuators: int, window_s: float) -> None:
+        """Start `count` fresh sessions driving the first `actuators` motors; see them run."""
+        for _ in range(START_ATTEMPTS):
+            if self._fleet is None or self._fleet.process.poll() is not None:
+                if self._fleet is not None:
+                    self._fleet.close()
+                self._fleet = FleetProcess(self._client_ns, self.robot.env,
+                                           self._workdir / 'fleet.log')
+            attempt_ns = time.monotonic_ns()
+            started = self._fleet.ask(f'start {count} {window_s!r} {actuators}', 'started')
+            self._session_ids = started['session_ids'] or self._fleet_ids(attempt_ns)
+            self._driven = actuators
+            if 'error' not in started and self._all_alive() and self._wait_running(actuators):
+                emit('ready', fleet_pid=self._fleet.process.pid, session_ids=self._session_ids)
+                return
+            # A session ended before the set was ready: its writer was not matched within a
+            # window of its start (after a link flap, discovery can take longer than 100 ms),
+            # or it expired falsely on a loaded machine. Let every session of this attempt end
+            # and its motors stop, then start afresh.
+            self._fleet.ask(f'start 0 {window_s!r} 0', 'started')
+            for session_id in self._session_ids:
+                self.robot.events.wait_for(
+                    lambda item, session_id=session_id: item.message.session_id == session_id
+                    and item.message.state != SessionEvent.STARTED, TIMEOUT_S, 'session end')
+            for j in range(actuators):
+                self._chip.wait_current(self._pwm_line(j), 0.0)
+                self._last_stop_ns[j] = time.monotonic_ns()
+            emit('retry', reason=started.get('error', 'a session ended before the set ran'))
+        raise RuntimeError(f'no set of {count} sessions all alive in {START_ATTEMPTS} attempts')
+
+    def _wait_running(self, actuators: int) -> bool:
+        """
+        Wait until the motors run (True) or a session of the set ended (False).
+
+        The commands are sent again now and then: one can be lost while discovery settles.
+        """
+        deadline = time.monotonic() + TIMEOUT_S
+        for j in range(actuators):
+            while True:
+                try:
+                    self._running_ns[j] = self._chip.wait(
+                        self._pwm_line(j), lambda duty: duty > 0.0, self._last_stop_ns[j],
+                        timeout_s=COMMAND_AGAIN_S).t_ns
+                    break
+                except TimeoutError:
+                    if self._ended():
+                        return False
+                    if time.monotonic() > deadline:
+                        raise
+                    self._fleet.ask('command', 'commanded')
+        return not self._ended()
+
+    def _ended(self) -> bool:
+        ids = set(self._session_ids)
+        return any(item.message.session_id in ids and item.message.state != SessionEvent.STARTED
+                   for item in self.robot.events.snapshot())
+
+    def _fleet_ids(self, attempt_ns: int) -> List[str]:
+        """Return the ids of the sessions the fleet started after `attempt_ns` (a failed start)."""
+        return [event.message.session_id for event in self.robot.events.snapshot()
+                if event.message.state == SessionEvent.STARTED
+                and event.message.client.startswith('fleet_') and event.t_ns > attempt_ns]
+
+    def _pwm_line(self, actuator: int) -> int:
+        return self.robot.motors[actuator_name(actuator)[1:]].pwm_line
+
+    def _all_alive(self) -> bool:
+        """Wait until the manager saw every session's writer alive (True) or one ended."""
+        started = {}
+        for session_id in self._session_ids:
+            event = self.robot.wait_for_event(session_id, SessionEvent.STARTED,
+                                              timeout_s=TIMEOUT_S)
+            started[session_id] = _stamp(event.message.last_heartbeat)
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            listed = {info.session_id: _stamp(info.last_heartbeat) for info in self.robot.call(
+                '/session_manager/list_sessions', ListSessions.Request()).sessions}
+            if any(session_id not in listed for session_id in started):
+                return False
+            if all(listed[session_id] > stamp for session_id, stamp in started.items()):
+                return True
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'sessions not alive within {TIMEOUT_S} s')
+            time.sleep(0.005)
+
+    def hold(self) -> None:
+        emit('held', last_ns=self._fleet.ask('hold', 'held')['last_ns'])
+
+    def resume(self) -> None:
+        self._fleet.tell('resume')
+
+    def kill(self) -> None:
+        self._fleet.process.kill()
+        self._fleet.process.wait(timeout=TIMEOUT_S)
+
+    def stopped(self) -> None:
+        """
+        Report each driven motor's PWM 0 and the sessions' EXPIRED events.
+
+        The stop is the PWM 0 after which the motor stayed off, found once the owners have
+        expired: on a loaded machine the manager's keep-alive can come late, and the driver's
+        own watchdog (S6) then stops the motor for a moment before the next command.
+        """
+        owners = {owner_of(j, len(self._session_ids)) for j in range(self._driven)}
+        expired = {}
+        for index in sorted(owners):
+            event = self.robot.wait_for_event(self._session_ids[index], SessionEvent.EXPIRED,
+                                              timeout_s=TIMEOUT_S)
+            expired[index] = event.t_ns
+        stops = []
+        for j in range(self._driven):
+            change = self._chip.wait_final_zero(self._pwm_line(j), self._running_ns[j])
+            self._last_stop_ns[j] = change.t_ns
+            stops.append(change.t_ns)
+        emit('stopped', stop_t_ns=stops, expired_t_ns=expired)
+
+    def cpu(self, seconds: float) -> None:
+        """Measure the manager's and the supervisor's CPU over `seconds`."""
+        pids = {'manager': self.robot.process('session_manager').pid,
+                'supervisor': self.supervisor.pid}
+        before = {name: process_usage(pid) for name, pid in pids.items()}
+        began = time.monotonic()
+        time.sleep(seconds)
+        wall_s = time.monotonic() - began
+        result = {}
+        for name, pid in pids.items():
+            after = process_usage(pid)
+            result[name] = {'cpu_pct': 100.0 * (after['cpu_s'] - before[name]['cpu_s']) / wall_s,
+                            'rss_mib': after['rss_mib'], 'threads': after['threads']}
+        emit('cpu', seconds=wall_s, **result)
+
+    def close(self) -> None:
+        if self._fleet is not None:
+            self._fleet.close()
+        if self.supervisor.poll() is None:
+            self.supervisor.terminate()
+            try:
+                self.supervisor.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.supervisor.kill()
+                self.supervisor.wait()
+        self.robot.close()
+
+
+def main() -> None:
+    """Run the robot; answer the commands on stdin (module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument('client_ns')
+    parser.add_argument('--motors', type=int, default=32)
+    parser.add_argument('--workdir', type=Path, help='keep the logs and chip here')
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temporary:
+        workdir = args.workdir or Path(temporary)
+        robot = FleetRobot(args.client_ns, args.motors, workdir)
+        try:
+            emit('robot_ready', manager_pid=robot.robot.process('session_manager').pid,
+                 supervisor_pid=robot.supervisor.pid, chip_dir=str(robot.robot.chip_dir))
+            for line in sys.stdin:
+                command, *arguments = line.split()
+                if command == 'sessions':
+                    try:
+                        robot.sessions(int(arguments[0]), int(arguments[1]),
+                                       float(arguments[2]))
+                    except (RuntimeError, TimeoutError) as error:
+                        emit('failed', reason=str(error))
+                elif command == 'hold':
+                    robot.hold()
+                elif command == 'resume':
+                    robot.resume()
+                elif command == 'kill':
+                    robot.kill()
+                elif command == 'fault':
+                    robot.stopped()
+                elif command == 'cpu':
+                    robot.cpu(float(arguments[0]))
+        finally:
+            robot.close()
+
+
+if __name__ == '__main__':
+    main()

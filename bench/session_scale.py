@@ -757,7 +757,8 @@ def print_tables(report: Report) -> None:
              f'{_summary(result.values("pwm_zero_ms"))} | {result.generator_max_gap_ratio:.2f}')
     _say('(disc.: runs discarded because the manager was found failed right after them)')
     _say(f'\nsession manager CPU, sessions at the {BACKGROUND_WINDOW_S:g} s window, '
-         f'{ASSERTIONS_PER_WINDOW} assertions per window, no probe (target < {CPU_TARGET_PCT} %)')
+         f'one assertion every {assertion_period_s(BACKGROUND_WINDOW_S) * 1e3:g} ms, no probe '
+         f'(target < {CPU_TARGET_PCT} %)')
     _say(f'{"sessions":>8} {"manager %":>9} {"RSS MiB":>7} {"listed":>6} {"assert/s":>8} '
          f'{"gen.thr %":>9} {"bench %":>7} | busiest manager threads (%)')
     for cpu in report.cpu:

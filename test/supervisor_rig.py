@@ -7,15 +7,17 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import TransitionEvent
 from lifecycle_msgs.srv import GetState
 import rclpy
 from rclpy.context import Context
+from rclpy.event_handler import PublisherEventCallbacks, QoSPublisherMatchedInfo
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.publisher import Publisher
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
@@ -125,12 +127,9 @@ class SupervisorRig:
 
     def publish(self, topic: str, value: float, timeout_s: float = 30.0) -> None:
         """Publish one Float64 on `topic` once a subscriber matched."""
-        publisher = self._publishers[topic]
-        deadline = time.monotonic() + timeout_s
-        while publisher.get_subscription_count() == 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'no subscriber on {topic}')
-            time.sleep(0.01)   # discovery has no event in rclpy
+        publisher, matched = self._publishers[topic]
+        if not matched.wait(timeout_s):
+            raise TimeoutError(f'no subscriber on {topic}')
         publisher.publish(Float64(data=value))
 
     def first(self, fqn: str, label: str, timeout_s: float = 30.0) -> int:
@@ -163,12 +162,25 @@ class SupervisorRig:
                                        self.diagnostics.append, 10)
         self._clients = {name: self._node.create_client(Trigger, f'{SUPERVISOR}/{name}')
                          for name in ('startup', 'shutdown', 'get_state')}
-        self._publishers = {topic: self._node.create_publisher(Float64, topic, 10)
-                            for topic in command_topics}
+        self._publishers = {topic: self._matched_publisher(topic) for topic in command_topics}
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
         self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
         self._spinner.start()
+
+    def _matched_publisher(self, topic: str) -> Tuple[Publisher, threading.Event]:
+        """Return a Float64 publisher on `topic` and an event set while a subscriber matches."""
+        matched = threading.Event()
+
+        def on_matched(info: QoSPublisherMatchedInfo) -> None:
+            if info.current_count > 0:
+                matched.set()
+            else:
+                matched.clear()
+
+        publisher = self._node.create_publisher(
+            Float64, topic, 10, event_callbacks=PublisherEventCallbacks(matched=on_matched))
+        return publisher, matched
 
     def close(self, failed: bool) -> None:
         """Stop the supervisor first (its ordered shutdown may need the others), then the rest."""

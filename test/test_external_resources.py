@@ -7,7 +7,6 @@ simulated chip, and, in this process, a plain rclpy lifecycle node and std_srvs 
 written here as any robot integrator would.
 """
 
-import json
 import math
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ import sys
 import time
 from typing import Any, Dict, Iterator
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import State
 import pytest
 
@@ -322,24 +322,12 @@ def test_the_supervisor_stops_resources_in_its_ordered_shutdown(robot):
 
 
 def _wait_supervised(robot: ExternalRobot, fqn: str, timeout_s: float = 60.0) -> None:
-    """
-    Wait until the supervisor sees `fqn` alive and active.
+    """Wait until the supervisor's diagnostics show `fqn` alive (its liveliness seen)."""
+    def supervised(status: DiagnosticStatus) -> bool:
+        values = {value.key: value.value for value in status.values}
+        return status.name.endswith(f'/nodes{fqn}') and values.get('alive') == 'True'
 
-    Its shutdown counts a node it has not discovered yet as not running (down), so a
-    shutdown right after the supervisor started could leave the motor as it is.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            listing = json.loads(robot.trigger('/lifecycle_supervisor/get_state', 5.0).message)
-            node = listing['nodes'][fqn]
-            if node['alive'] and node['state'] == 'active':
-                return
-        except TimeoutError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f'the supervisor does not see {fqn} alive and active')
-        time.sleep(0.05)    # get_state is a service: ask again
+    robot.diagnostics.wait_for(supervised, timeout_s=timeout_s)
 
 
 def _stamp_ns(event: SessionEvent) -> int:

@@ -18,8 +18,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Claims line 5, drives PWM 0.7 on it, says so, then waits to be killed.
 CHILD_SCRIPT = """
+import signal
 import sys
-import time
 
 from viam_session.chips.sim_chip import SimChip
 
@@ -27,7 +27,7 @@ chip = SimChip(sys.argv[1], holder='child')
 chip.claim_output(5, 0)
 chip.set_pwm(5, 1000.0, 0.7)
 print('ready', flush=True)
-time.sleep(60)
+signal.pause()  # until the test kills it
 """
 
 

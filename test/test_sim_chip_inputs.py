@@ -29,15 +29,15 @@ with SimChip(sys.argv[1], holder='switch') as chip:
 
 # Claims line 7 as an input with an edge callback, says so, then waits to be killed.
 CLAIMER_SCRIPT = """
+import signal
 import sys
-import time
 
 from viam_session.chips.sim_chip import SimChip
 
 chip = SimChip(sys.argv[1], holder='reader')
 chip.claim_input(7, on_edge=lambda *edge: None)
 print('ready', flush=True)
-time.sleep(60)
+signal.pause()  # until the test kills it
 """
 
 

@@ -5,20 +5,23 @@ A generated three-level tree (base: boards and DC motors; /arm: servos; /arm/gri
 every node a driver process on one simulated chip, spawned by the supervisor. Once every node
 is alive, the bench times `~/startup` and, after a SIGKILL of one motor (lease `--lease`), the
 time until the supervisor reports it dead with its dependents handled (`node_lost` part event),
-then `~/shutdown`. Prints the figures and writes JSON to bench_output/. ROS_DOMAIN_ID 231.
+then `~/shutdown`. Also counts, per phase, the supervisor's "lost liveliness" reports about
+nodes whose process was running (false alarms: a late assertion, not a death). Prints the
+figures and writes JSON to bench_output/. ROS_DOMAIN_ID 231.
 """
 
 import argparse
 import json
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import rclpy
 from rclpy.context import Context
@@ -84,15 +87,15 @@ class Observer:
             self.events.append(json.loads(message.data))
             self._changed.notify_all()
 
-    def wait_event(self, event: str, timeout_s: float) -> Dict[str, Any]:
+    def wait_event(self, event: str, node: str, timeout_s: float) -> Dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         with self._changed:
             while True:
                 for item in self.events:
-                    if item['event'] == event:
+                    if item['event'] == event and item.get('node') == node:
                         return item
                 if not self._changed.wait(max(deadline - time.monotonic(), 0.0)):
-                    raise TimeoutError(f'no {event} within {timeout_s} s')
+                    raise TimeoutError(f'no {event} of {node} within {timeout_s} s')
 
     def call(self, name: str, timeout_s: float = 300.0) -> Trigger.Response:
         return call_service(self._clients[name], Trigger.Request(), timeout_s)
@@ -119,6 +122,24 @@ def wait_all_alive(observer: Observer, count: int, timeout_s: float) -> Dict[str
         time.sleep(0.5)
 
 
+LOST_REPORT = re.compile(
+    r'\[ERROR\] \[(\d+\.\d+)\] \[lifecycle_supervisor\]: (\S+) lost liveliness')
+
+
+def false_alarms(log: Path, phases: List[Tuple[str, float]], victim: str,
+                 killed_at: float) -> Dict[str, int]:
+    """Count "lost liveliness" reports per phase, leaving out the victim's after its kill."""
+    counts = {name: 0 for name, _ in phases}
+    for match in LOST_REPORT.finditer(log.read_text(encoding='utf-8', errors='replace')):
+        stamp, fqn = float(match.group(1)), match.group(2)
+        if fqn == victim and stamp >= killed_at:
+            continue
+        phase = [name for name, start in phases if start <= stamp]
+        if phase:
+            counts[phase[-1]] += 1
+    return counts
+
+
 def main(args: Optional[List[str]] = None) -> int:
     """Run the bench once; print the figures and write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
@@ -132,6 +153,8 @@ def main(args: Optional[List[str]] = None) -> int:
     env = local_ros_environment(dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID)))
     log = open(workdir / 'supervisor.log', 'w', encoding='utf-8')
     t0 = time.monotonic()
+    phases = [('processes starting', time.time())]
+    victim, killed_at = '/motor4', float('inf')
     supervisor = subprocess.Popen(
         [sys.executable, '-m', 'viam_session.supervisor.supervisor_node', '--ros-args',
          '-p', f'robot_description:={description}', '-p', 'spawn_nodes:=true',
@@ -141,29 +164,38 @@ def main(args: Optional[List[str]] = None) -> int:
     try:
         state = wait_all_alive(observer, 50, 600.0)
         results['processes_up_s'] = time.monotonic() - t0
+        phases.append(('ordered startup', time.time()))
         started = time.monotonic()
         reply = observer.call('startup')
         results['startup_s'] = time.monotonic() - started
         assert reply.success, reply.message
+        phases.append(('steady', time.time()))
         time.sleep(1.0)   # let liveliness settle before the kill
-        victim = state['nodes']['/motor4']['pid']
         killed_ns = time.monotonic_ns()
-        os.kill(victim, signal.SIGKILL)
-        lost = observer.wait_event('node_lost', 60.0)
+        killed_at = time.time()
+        os.kill(state['nodes'][victim]['pid'], signal.SIGKILL)
+        lost = observer.wait_event('node_lost', victim, 60.0)
         results['detection_s'] = (lost['t_ns'] - killed_ns) / 1e9
+        phases.append(('ordered shutdown', time.time()))
         stopping = time.monotonic()
         reply = observer.call('shutdown')
         results['shutdown_s'] = time.monotonic() - stopping
         results['shutdown_message'] = reply.message
+        phases.append(('exit', time.time()))
     finally:
         observer.close()
         supervisor.send_signal(signal.SIGTERM)
         supervisor.wait(timeout=120)
         log.close()
+    results['false_alarms'] = false_alarms(workdir / 'supervisor.log', phases, victim,
+                                           killed_at)
+    results['log'] = str(workdir / 'supervisor.log')
     print(f"50 driver processes up in {results['processes_up_s']:.1f} s; ordered startup "
           f"{results['startup_s']:.2f} s; ordered shutdown {results['shutdown_s']:.2f} s; "
           f"SIGKILLed node reported dead after {results['detection_s'] * 1e3:.0f} ms "
           f"(lease {options.lease} s) on {results['cpus']} CPUs")
+    print('"lost liveliness" reports about running nodes, by phase: ' + ', '.join(
+        f'{phase} {count}' for phase, count in results['false_alarms'].items()))
     output = Path(options.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / 'supervisor_timing.json').write_text(json.dumps(results, indent=2))

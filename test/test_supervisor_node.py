@@ -128,14 +128,15 @@ def test_a_failing_node_stops_the_ramp_up_and_leaves_started_nodes_inactive(
     assert rig.last('/board', 'inactive') > rig.last('/board', 'active')
 
 
-def _board_and_motors(chip: Path, respawn: Dict[str, Any]) -> Dict[str, Any]:
+def _board_and_motors(chip: Path, respawn: Dict[str, Any],
+                      lease_s: float = LEASE_S) -> Dict[str, Any]:
     return {'name': 'cart', 'primary': {'name': 'base', 'nodes': [
-        _node('board', 'gpio_output', chip, line=1, liveliness_lease_s=LEASE_S),
+        _node('board', 'gpio_output', chip, line=1, liveliness_lease_s=lease_s),
         _node('left', 'dc_motor', chip, pwm_line=2, direction_line=3, depends_on=['board'],
               command_timeout_s=0.0,
-              liveliness_lease_s=LEASE_S, respawn=respawn),
+              liveliness_lease_s=lease_s, respawn=respawn),
         _node('right', 'dc_motor', chip, pwm_line=4, direction_line=5, depends_on=['board'],
-              liveliness_lease_s=LEASE_S)]}}
+              liveliness_lease_s=lease_s)]}}
 
 
 def _wait_seen_alive(rig: SupervisorRig, fqn: str, timeout_s: float = 30.0) -> None:
@@ -174,6 +175,31 @@ def test_sigkill_of_a_board_deactivates_its_motors_within_the_lease(rig: Supervi
     _, diagnostics = rig.diagnostics.wait_for(
         lambda array: any(s.name == 'cart/nodes/board' and s.level == b'\x02'
                           for s in array.status), timeout_s=10)
+
+
+def test_a_driver_process_that_exits_is_dead_at_once_not_a_lease_later(
+        rig: SupervisorRig) -> None:
+    """
+    With a 60 s lease, only its process exit can report the killed board within the test.
+
+    (A driver asserts a lease this long every 40 s, so its liveliness need not be seen first.)
+    """
+    lease_s = 60.0
+    rig.start_supervisor(
+        rig.description(_board_and_motors(rig.chip_dir, {'max_attempts': 0}, lease_s)),
+        ['/board', '/left', '/right'])
+    rig.wait_discovered()
+    started = rig.call('startup')
+    assert started.success, started.message
+    pid = rig.state()['nodes']['/board']['pid']
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    _, lost = rig.part_events.wait_for(lambda e: e['event'] == 'node_lost', timeout_s=30)
+    print(f'board reported dead {(time.monotonic() - killed) * 1e3:.0f} ms after SIGKILL '
+          f'(lease {lease_s:g} s)')
+    assert lost['node'] == '/board' and lost['parked']
+    assert sorted(lost['dependents_deactivated']) == ['/left', '/right']
+    assert rig.state()['nodes']['/board']['alive'] is False
 
 
 def test_sigkill_of_a_motor_mid_motion_parks_its_lines_then_respawns_it(

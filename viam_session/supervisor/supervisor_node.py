@@ -21,7 +21,9 @@ keeps working on each of them.
   On exit the supervisor then stops the driver processes it started.
 - Liveliness: each driver offers `<node>/alive` (liveliness AUTOMATIC); the supervisor requests
   the node's lease (`liveliness_lease_s` in the description, else
-  `default_liveliness_lease_s`). A node whose liveliness is lost is dead: reported, its
+  `default_liveliness_lease_s`). A node whose liveliness is lost is dead, and so is one whose
+  process, started by the supervisor, exits (`supervisor.process_watch`: known at once, not a
+  lease later). A dead node is reported, its
   output lines parked at their safe level by the supervisor when it runs on this host
   (`supervisor.parking`), its dependents (transitively) deactivated, and then, within its
   `respawn` budget and with a doubling back-off, respawned if the supervisor started it, or
@@ -34,6 +36,7 @@ keeps working on each of them.
 - `/diagnostics`: one status per part and per node, at 1 Hz and on every change.
 """
 
+from collections import deque
 import faulthandler
 from functools import partial
 import json
@@ -42,7 +45,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Awaitable, Dict, List, Optional, Set, Tuple
+from typing import Any, Awaitable, Deque, Dict, List, Optional, Set, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition, TransitionEvent
@@ -64,6 +67,7 @@ from viam_session.supervisor.diagnostics import tree_diagnostics
 from viam_session.supervisor.lifecycle_link import (
     bounded, LifecycleLink, sleep, STATE_LABELS)
 from viam_session.supervisor.parking import park_lines, ParkedLines
+from viam_session.supervisor.process_watch import ProcessExitWatch
 from viam_session.supervisor.spawner import DriverSpawner
 from viam_session.supervisor.status import TreeStatus
 from viam_session.supervisor.tree import load_robot_description
@@ -160,6 +164,10 @@ class LifecycleSupervisor(Node):
 
         self._spawner = DriverSpawner()
         if self._spawn:
+        self._exits: Deque[Tuple[str, int]] = deque()
+        self._exits_posted = self.create_guard_condition(self._on_process_exits,
+                                                         callback_group=self._group)
+        self._exit_watch = ProcessExitWatch(self._post_process_exit)
             for fqn, node in self._tree.nodes.items():
                 if self._local(fqn) and self._spawner.can_spawn(node):
                     self._start_process(fqn)
@@ -401,6 +409,7 @@ class LifecycleSupervisor(Node):
                 self.get_logger().error(f'ordered shutdown did not finish within {limit:g} s')
         self._closed = True
         self._spawner.close()
+        self._exit_watch.close()
         for parked in self._parked.values():
             parked.release()
         self._parked.clear()
@@ -437,11 +446,32 @@ class LifecycleSupervisor(Node):
                 self.get_logger().info(f'{fqn} is back')
                 self.executor.create_task(self._returned(fqn))
         elif info.alive_count == 0 and info.alive_count_change < 0:
-            self._status.set_alive(fqn, False)
-            self._status.nodes[fqn].error = 'lost liveliness'
-            self.get_logger().error(f'{fqn} lost liveliness: dead')
-            self._publish_diagnostics()
-            self.executor.create_task(self._lost(fqn))
+            self._dead(fqn, 'lost liveliness')
+
+    def _post_process_exit(self, fqn: str, pid: int) -> None:
+        """Hand an exit seen by the watch thread to the executor."""
+        self._exits.append((fqn, pid))
+        self._exits_posted.trigger()
+
+    def _on_process_exits(self) -> None:
+        while self._exits:
+            fqn, pid = self._exits.popleft()
+            process = self._spawner.processes.get(fqn)
+            # A respawn in progress handles its own process's failure (it reaps and parks).
+            if (self._closed or process is None or process.pid != pid
+                    or fqn in self._recovering):
+                continue
+            self._dead(fqn, f'process exited with code {process.poll()}')
+
+    def _dead(self, fqn: str, reason: str) -> None:
+        """Report `fqn` dead and handle it, unless that is done already."""
+        if self._status.nodes[fqn].alive is False:
+            return     # its process exit, then its liveliness loss: one death
+        self._status.set_alive(fqn, False)
+        self._status.nodes[fqn].error = reason
+        self.get_logger().error(f'{fqn} {reason}: dead')
+        self._publish_diagnostics()
+        self.executor.create_task(self._lost(fqn))
 
     def _on_incompatible(self, fqn: str, info: Any) -> None:
         self.get_logger().error(
@@ -490,8 +520,12 @@ class LifecycleSupervisor(Node):
     def _reap_and_park(self, fqn: str) -> None:
         if fqn in self._spawner.processes:
             self._spawner.reap(fqn)
-            self._status.nodes[fqn].error = (
-                f'lost liveliness; process exit code {self._spawner.processes[fqn].returncode}')
+            status = self._status.nodes[fqn]
+            code = self._spawner.processes[fqn].returncode
+            if stalled:
+                status.error += f'; process stalled, killed (exit code {code})'
+            elif not status.error.startswith('process exited'):
+                status.error += f'; process exit code {code}'
         self._park(fqn)
 
     async def _wait_alive(self, fqn: str, timeout_s: float) -> None:
@@ -505,6 +539,7 @@ class LifecycleSupervisor(Node):
             waited += 0.02
 
     async def _respawn(self, fqn: str) -> None:
+            stalled = self._spawner.alive(fqn)
         self._recovering.add(fqn)
         try:
             while not self._stopping:
@@ -625,3 +660,4 @@ def main(args: Optional[List[str]] = None) -> int:
 
 if __name__ == '__main__':
     sys.exit(main())
+        self._exit_watch.watch(fqn, process.pid)

@@ -469,7 +469,11 @@ class LifecycleSupervisor(Node):
             return     # its process exit, then its liveliness loss: one death
         self._status.set_alive(fqn, False)
         self._status.nodes[fqn].error = reason
-        self.get_logger().error(f'{fqn} {reason}: dead')
+        if self._spawner.alive(fqn):
+            # Its process runs: late (a loaded machine) or stalled; `_lost` tells them apart.
+            self.get_logger().warning(f'{fqn} {reason}; its process still runs')
+        else:
+            self.get_logger().error(f'{fqn} {reason}: dead')
         self._publish_diagnostics()
         self.executor.create_task(self._lost(fqn))
 

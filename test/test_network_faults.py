@@ -58,6 +58,14 @@ def test_link_down_stops_the_clients_motor_one_window_after_its_last_heartbeat(r
     stop_s = (stopped['stop_t_ns'] - stopped['last_heartbeat_t_ns']) * 1e-9
     print(f'link down: PWM 0 {(stop_s - WINDOW_S) * 1e3:.1f} ms after last heartbeat + window')
     assert WINDOW_S - 0.005 <= stop_s <= WINDOW_S + STOP_MARGIN_S
+    # What the robot really received: the forwarder saw the client's assertions cross.
+    (received,) = pair.liveliness().values()
+    last_received_ns = received['last'] * 1e9
+    print(f"{received['delivered']} assertions crossed, the last one "
+          f"{(stopped['last_heartbeat_t_ns'] - last_received_ns) * 1e-6:.1f} ms after the "
+          'client sent its last')
+    assert last_received_ns <= fault_ns
+    assert stopped['stop_t_ns'] - last_received_ns >= (WINDOW_S - 0.005) * 1e9
 
 
 @netns_only
@@ -84,6 +92,10 @@ def test_partial_loss_and_delay_cause_no_false_expiry_at_the_default_window(remo
     stats = pair.stats()
     print(f'30 % loss + 100 ms: {watched["heartbeats"]} heartbeats sent, events {watched}, '
           f'forwarder {stats}')
+    for writer, received in pair.liveliness().items():
+        print(f"writer {writer}: {received['delivered']} assertions crossed, "
+              f"{received['dropped']} dropped, longest gap {received['max_gap_s'] * 1e3:.0f} ms "
+              f"ending at {received['max_gap_end']}; last ones {received['recent'][-20:]}")
     assert stats['dropped'] > 0
     assert watched['events'] == [] and watched['lost'] == []
     assert watched['duty'] == pytest.approx(0.5)

@@ -6,7 +6,8 @@ one created inside each namespace, joined by the forwarder process of `impairmen
 runs in the machine's own namespace and holds no address). The ends are addressed in a private
 /24 (10.214.0.1 and 10.214.0.2 by default) with MTU 1500. `set_impairment(loss=, delay_s=)`
 changes the drop probability and the one-way delay at run time; `set_link()` takes a TAP down
-(link down: nothing crosses); `stats()` returns the forwarder's counters.
+(link down: nothing crosses); `stats()` returns the forwarder's counters, `liveliness()` what
+crossed of each MANUAL_BY_TOPIC writer's liveliness assertions.
 
 Cleanup: leaving the `with` block (also on an exception or KeyboardInterrupt) closes the
 forwarder's stdin, which ends it, kills whatever still runs in the namespaces and deletes them,
@@ -17,7 +18,7 @@ closes then. Programs that must clean up on SIGTERM turn it into KeyboardInterru
 import json
 import subprocess
 import sys
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from viam_session.netfault.netns import ip, NetnsError, NetnsPair
 
@@ -71,6 +72,10 @@ class ImpairedPair(NetnsPair):
     def stats(self) -> Dict[str, float]:
         """Return the forwarder's counters: frames forwarded and dropped, loss, delay."""
         return json.loads(self._send('stats'))
+
+    def liveliness(self) -> Dict[str, Dict[str, Any]]:
+        """Return what crossed of each writer's liveliness assertions (`impairment` doc)."""
+        return json.loads(self._send('liveliness'))
 
     def close(self) -> None:
         """Stop the forwarder, then remove the namespaces (see NetnsPair.close)."""

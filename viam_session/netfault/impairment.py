@@ -20,11 +20,19 @@ stdin, one per line, and answers each with one line:
 
     set LOSS DELAY_S   ->  ok            (e.g. `set 0.3 0.1`; applies to frames read from now on)
     stats              ->  {"forwarded": .., "dropped": .., "loss": .., "delay_s": ..}
+    liveliness         ->  {WRITER_GUID: {"delivered": .., "dropped": .., "last": ..,
+                            "max_gap_s": .., "max_gap_end": .., "recent": [..]}, ..}
+
+`liveliness` is what the far side really received of each MANUAL_BY_TOPIC writer's liveliness
+assertions (`rtps_liveliness`): per writer, assertions written out and dropped, the time of the
+last one written (CLOCK_MONOTONIC, which every namespace shares), the longest gap between two
+written ones and when it ended, and the times of the last RECENT written.
 
 It exits when stdin closes (so it never outlives its owner's pipe), on SIGTERM or SIGINT.
 """
 
 import argparse
+from collections import deque
 import ctypes
 import fcntl
 import heapq
@@ -37,7 +45,9 @@ import signal
 import struct
 import sys
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+
+from viam_session.netfault.rtps_liveliness import liveliness_writers
 
 __all__ = ['Forwarder', 'main', 'open_tap']
 
@@ -46,6 +56,7 @@ IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 CLONE_NEWNET = 0x40000000
 MAX_FRAME = 65536
+RECENT = 64
 
 
 def _enter_namespace(fd: int) -> None:
@@ -88,6 +99,7 @@ class Forwarder:
         self.configure(loss, delay_s)
         self.forwarded = 0
         self.dropped = 0
+        self._liveliness: Dict[str, Dict[str, Any]] = {}
 
     def configure(self, loss: float, delay_s: float) -> None:
         """Change the drop probability and the delay for frames read from now on."""
@@ -98,6 +110,25 @@ class Forwarder:
     def stats(self) -> Dict[str, float]:
         return {'forwarded': self.forwarded, 'dropped': self.dropped, 'loss': self.loss,
                 'delay_s': self.delay_s}
+
+    def liveliness(self) -> Dict[str, Dict[str, Any]]:
+        """Return, per writer, the liveliness assertions written and dropped (module doc)."""
+        return {writer: dict(record, recent=list(record['recent']))
+                for writer, record in self._liveliness.items()}
+
+    def _record(self, frame: bytes, now: float, *, delivered: bool) -> None:
+        for writer in liveliness_writers(frame):
+            record = self._liveliness.setdefault(writer, {
+                'delivered': 0, 'dropped': 0, 'last': None, 'max_gap_s': 0.0,
+                'max_gap_end': None, 'recent': deque(maxlen=RECENT)})
+            if not delivered:
+                record['dropped'] += 1
+                continue
+            if record['last'] is not None and now - record['last'] > record['max_gap_s']:
+                record['max_gap_s'], record['max_gap_end'] = now - record['last'], now
+            record['delivered'] += 1
+            record['last'] = now
+            record['recent'].append(now)
 
     def timeout_ms(self) -> Optional[int]:
         """Return how long poll may sleep: until the earliest queued frame is due, or forever."""
@@ -116,6 +147,7 @@ class Forwarder:
                 return  # the device went away or down: nothing to read
             if self._random.random() < self.loss:
                 self.dropped += 1
+                self._record(frame, time.monotonic(), delivered=False)
                 continue
             due = time.monotonic() + self.delay_s
             heapq.heappush(self._queue, (due, next(self._serial), self._peer[fd], frame))
@@ -128,8 +160,10 @@ class Forwarder:
             try:
                 os.write(out, frame)
                 self.forwarded += 1
+                self._record(frame, now, delivered=True)
             except OSError:
                 self.dropped += 1  # the other TAP is down: the frame is lost, as on a wire
+                self._record(frame, now, delivered=False)
 
 
 def _command(forwarder: Forwarder, line: str) -> str:
@@ -140,6 +174,8 @@ def _command(forwarder: Forwarder, line: str) -> str:
             return 'ok'
         if words == ['stats']:
             return json.dumps(forwarder.stats())
+        if words == ['liveliness']:
+            return json.dumps(forwarder.liveliness())
     except ValueError as error:
         return f'error {error}'
     return f'error unknown command {line.strip()!r}'

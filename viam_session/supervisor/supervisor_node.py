@@ -27,7 +27,8 @@ keeps working on each of them.
   output lines parked at their safe level by the supervisor when it runs on this host
   (`supervisor.parking`), its dependents (transitively) deactivated, and then, within its
   `respawn` budget and with a doubling back-off, respawned if the supervisor started it, or
-  configured and activated again when it comes back; its dependents follow.
+  configured and activated again when it comes back (once the nodes it depends on are: a
+  sub-part on another host returns with its link, parents first); its dependents follow.
 - Connectivity: with `connectivity_loss_policy:=shutdown`, the session manager reporting the
   robot's connectivity lost (`<session_manager>/connected` false) runs the same ordered
   shutdown; the default, `stop`, leaves it to the manager, which closes the remote sessions
@@ -134,6 +135,7 @@ class LifecycleSupervisor(Node):
         self._parked: Dict[str, ParkedLines] = {}
         self._held_down: Dict[str, List[str]] = {}
         self._recovering: Set[str] = set()
+        self._returning: Set[str] = set()    # came back by themselves, not active yet
         self._operation: Optional[str] = None
         self._started = False
         self._stopping = False
@@ -163,11 +165,11 @@ class LifecycleSupervisor(Node):
         self.create_timer(1.0, self._publish_diagnostics)
 
         self._spawner = DriverSpawner()
-        if self._spawn:
         self._exits: Deque[Tuple[str, int]] = deque()
         self._exits_posted = self.create_guard_condition(self._on_process_exits,
                                                          callback_group=self._group)
         self._exit_watch = ProcessExitWatch(self._post_process_exit)
+        if self._spawn:
             for fqn, node in self._tree.nodes.items():
                 if self._local(fqn) and self._spawner.can_spawn(node):
                     self._start_process(fqn)
@@ -408,8 +410,8 @@ class LifecycleSupervisor(Node):
             if not done.wait(limit):
                 self.get_logger().error(f'ordered shutdown did not finish within {limit:g} s')
         self._closed = True
-        self._spawner.close()
         self._exit_watch.close()
+        self._spawner.close()
         for parked in self._parked.values():
             parked.release()
         self._parked.clear()
@@ -505,7 +507,7 @@ class LifecycleSupervisor(Node):
         running = fqn in self._spawner.processes and self._spawner.alive(fqn)
         if not running:
             self._reap_and_park(fqn)
-        results = await self._parallel([self._lower(d, DEACTIVATE) for d in dependents])
+        results = await self._parallel([self._lower_dependent(d) for d in dependents])
         stopped = [d for d, (ok, _) in zip(dependents, results) if ok]
         if running:
             # Late, or stalled? One more lease to come back; then, once the tree is started,
@@ -521,8 +523,24 @@ class LifecycleSupervisor(Node):
                                 f'deactivated {stopped}'
                                 + (', lines parked' if fqn in self._parked else ''))
 
+    async def _lower_dependent(self, fqn: str) -> Tuple[bool, str]:
+        """
+        Deactivate a dependent of a dead node; stop trying as soon as it is dead too.
+
+        A sub-part's nodes on another host are cut off together: waiting for an unreachable
+        dependent would hold the loss report for the transition timeout, and a deactivation
+        still pending when the link returns would undo the recovery.
+        """
+        task = self.executor.create_task(self._lower(fqn, DEACTIVATE))
+        while not await bounded(self, task, 0.05, self._group):
+            if self._status.nodes[fqn].alive is False:
+                task.cancel()
+                return True, 'dead'
+        return task.result()
+
     def _reap_and_park(self, fqn: str) -> None:
         if fqn in self._spawner.processes:
+            stalled = self._spawner.alive(fqn)
             self._spawner.reap(fqn)
             status = self._status.nodes[fqn]
             code = self._spawner.processes[fqn].returncode
@@ -543,7 +561,6 @@ class LifecycleSupervisor(Node):
             waited += 0.02
 
     async def _respawn(self, fqn: str) -> None:
-            stalled = self._spawner.alive(fqn)
         self._recovering.add(fqn)
         try:
             while not self._stopping:
@@ -571,7 +588,39 @@ class LifecycleSupervisor(Node):
             self._give_up(fqn)
             return
         self._unpark(fqn)
-        await self._bring_back(fqn)
+        self._returning.add(fqn)
+        try:
+            missing = await self._wait_dependencies(fqn)
+            if not self._started or self._stopping:
+                return
+            if missing:
+                held = self._held_down.setdefault(missing[0], [])
+                if fqn not in held:
+                    held.append(fqn)
+                self.get_logger().warning(f'{fqn} is back, {missing} not: it follows them')
+                return
+            await self._bring_back(fqn)
+        finally:
+            self._returning.discard(fqn)
+
+    async def _wait_dependencies(self, fqn: str) -> List[str]:
+        """
+        Wait until the nodes `fqn` depends on are active; return those still not (timeout).
+
+        The nodes of a sub-part on another host return together when its link does: each
+        waits for the nodes it depends on to be brought back first, so they come back parents
+        first, as at startup. One not back in time brings `fqn` back when it is.
+        """
+        def missing() -> List[str]:
+            return [dependency for dependency in self._tree.nodes[fqn].depends_on
+                    if dependency in self._returning
+                    or self._status.nodes[dependency].state != 'active']
+
+        waited = 0.0
+        while missing() and waited < self._timeout_s:
+            await sleep(self, 0.02, self._group)
+            waited += 0.02
+        return missing()
 
     async def _bring_back(self, fqn: str) -> bool:
         ok, message = await self._raise(fqn, ACTIVATE)
@@ -619,6 +668,7 @@ class LifecycleSupervisor(Node):
 
     def _start_process(self, fqn: str) -> None:
         process = self._spawner.spawn(self._tree.nodes[fqn], liveliness_lease_s=self._lease_s(fqn))
+        self._exit_watch.watch(fqn, process.pid)
         status = self._status.nodes[fqn]
         status.pid, status.alive, status.state = process.pid, None, 'unknown'
 
@@ -664,4 +714,3 @@ def main(args: Optional[List[str]] = None) -> int:
 
 if __name__ == '__main__':
     sys.exit(main())
-        self._exit_watch.watch(fqn, process.pid)

@@ -456,6 +456,10 @@ def test_a_big_tree_orders_correctly():
         'robot.primary.nodes[0] (board): respawn backoff_s must be a finite number of seconds '
         '> 0, got inf', id='backoff-infinite'),
     pytest.param(
+        [('robot.primary.nodes[0].respawn', {'max_attempts': 3, 'within_s': 0})],
+        'robot.primary.nodes[0] (board): respawn within_s must be a finite number of seconds '
+        '> 0, got 0', id='within-zero'),
+    pytest.param(
         [('robot.primary.nodes[0].respawn', {'max_attempts': -1})],
         'robot.primary.nodes[0] (board): respawn max_attempts must be an integer >= 0, got -1',
         id='attempts-negative'),

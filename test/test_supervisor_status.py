@@ -31,6 +31,19 @@ def test_the_budget_doubles_the_back_off_and_runs_out() -> None:
     assert RespawnBudget(Respawn()).next_delay() is None
 
 
+def test_attempts_older_than_within_s_no_longer_count() -> None:
+    """A node lost now and then (a sub-part's link) is brought back each time; a loop is not."""
+    now = [0.0]
+    budget = RespawnBudget(Respawn(max_attempts=2, backoff_s=1.0, within_s=60.0),
+                           clock=lambda: now[0])
+    assert [budget.next_delay(), budget.next_delay(), budget.next_delay()] == [1.0, 2.0, None]
+    now[0] = 30.0
+    assert budget.next_delay() is None and budget.attempts == 2
+    now[0] = 60.5     # both attempts (made at 0 s) are now more than 60 s old
+    assert budget.attempts == 0
+    assert budget.next_delay() == 1.0
+
+
 def test_levels_of_nodes_and_parts(tmp_path: Path) -> None:
     status = TreeStatus(_tree(tmp_path))
     assert status.part_level('base')[0] == WARN          # nothing seen yet

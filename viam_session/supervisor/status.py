@@ -4,12 +4,15 @@ What the supervisor knows of each managed node, and its recovery budget (no ROS)
 `TreeStatus` holds, per node of a `PartsTree`, the last lifecycle state seen, whether its
 liveliness holds, the last error and the recovery attempts made; it summarises nodes and parts
 as diagnostic levels (OK active, WARN inactive or unconfigured, ERROR dead or failed) and as a
-JSON-ready listing. `RespawnBudget` counts the attempts to bring a failed node back and says how
-long to wait before the next one (back-off doubling from `backoff_s`), or that there is none.
+JSON-ready listing. `RespawnBudget` counts the attempts to bring a failed node back within the
+last `within_s` seconds and says how long to wait before the next one (back-off doubling from
+`backoff_s`), or that there is none.
 """
 
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from viam_session.supervisor.tree import PartsTree, Respawn
 
@@ -27,24 +30,33 @@ STATE_LEVELS = {'active': OK, 'inactive': WARN, 'unconfigured': WARN, UNKNOWN: W
 class RespawnBudget:
     """Attempts left to bring one node back, and the back-off before each."""
 
-    def __init__(self, respawn: Respawn) -> None:
+    def __init__(self, respawn: Respawn,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._respawn = respawn
-        self._attempts = 0
+        self._clock = clock
+        self._recent: Deque[float] = deque()
 
     @property
     def attempts(self) -> int:
-        return self._attempts
+        """Return the attempts made within the last `within_s` seconds."""
+        self._forget_old()
+        return len(self._recent)
 
     def next_delay(self) -> Optional[float]:
         """Count one more attempt; return the seconds to wait first, None when none is left."""
-        if self._attempts >= self._respawn.max_attempts:
+        if self.attempts >= self._respawn.max_attempts:
             return None
-        self._attempts += 1
-        return self._respawn.backoff_s * 2.0 ** (self._attempts - 1)
+        self._recent.append(self._clock())
+        return self._respawn.backoff_s * 2.0 ** (len(self._recent) - 1)
 
     def reset(self) -> None:
         """Start counting again (the node has been brought up on purpose)."""
-        self._attempts = 0
+        self._recent.clear()
+
+    def _forget_old(self) -> None:
+        horizon = self._clock() - self._respawn.within_s
+        while self._recent and self._recent[0] <= horizon:
+            self._recent.popleft()
 
 
 @dataclass

@@ -16,7 +16,7 @@ ROS-free: the lifecycle supervisor node wraps it. A description is YAML (see
             parameters: {pwm_line: 12, direction_line: 16}  # ROS parameters of the node
             depends_on: [motor_board]  # same part by name, another part as /namespace/name
             liveliness_lease_s: 1.0   # optional, > 0; default: the supervisor's
-            respawn: {max_attempts: 3, backoff_s: 0.5}  # optional; backoff_s default 1
+            respawn: {max_attempts: 3, backoff_s: 0.5, within_s: 600}  # optional (*)
         resources:                    # external things to stop, not started or watched
           - name: base_stop           # a ROS name; fully qualified <namespace>/<name>
             kind: trigger             # lifecycle_node | trigger | set_bool | controller
@@ -28,8 +28,11 @@ ROS-free: the lifecycle supervisor node wraps it. A description is YAML (see
         parts: []                     # sub-parts, with the same keys as a part
 
 The primary's defaults are namespace '/' and host 'localhost'; without `respawn` a failed node
-is not brought back. A key whose value is null counts as absent; an unknown key, or a key given
-twice in one YAML mapping, is an error (either would otherwise be ignored silently).
+is not brought back. (*) At most `max_attempts` attempts to bring a node back within any
+`within_s` seconds (default 600), each after a back-off doubling from `backoff_s` (default 1):
+a crash loop is given up, a sub-part behind a link that drops now and then is not.
+A key whose value is null counts as absent; an unknown key, or a key given twice in one YAML
+mapping, is an error (either would otherwise be ignored silently).
 Names follow what ROS 2 accepts (letters, digits and '_', not starting with a digit), so
 `external` nodes written by others can be managed too.
 
@@ -88,7 +91,7 @@ _NAME = re.compile(r'[A-Za-z_][A-Za-z0-9_]*\Z')
 _ROBOT_KEYS = ('name', 'primary')
 _PART_KEYS = ('name', 'namespace', 'host', 'nodes', 'resources', 'parts')
 _NODE_KEYS = ('name', 'driver', 'parameters', 'depends_on', 'liveliness_lease_s', 'respawn')
-_RESPAWN_KEYS = ('max_attempts', 'backoff_s')
+_RESPAWN_KEYS = ('max_attempts', 'backoff_s', 'within_s')
 _RESOURCE_KEYS = ('name', 'kind', 'target', 'controller_manager', 'timeout_s', 'retries',
                   'depends_on')
 RESOURCE_KINDS = ('lifecycle_node', 'trigger', 'set_bool', 'controller')
@@ -140,6 +143,7 @@ class Respawn:
 
     max_attempts: int = 0
     backoff_s: float = 1.0
+    within_s: float = 600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -667,8 +671,10 @@ class _Parser:
                           f'got {_describe(attempts)}')
             attempts = 0
         backoff_s = self._positive(label, 'respawn backoff_s', fields.get('backoff_s'))
+        within_s = self._positive(label, 'respawn within_s', fields.get('within_s'))
         return Respawn(max_attempts=attempts,
-                       backoff_s=Respawn.backoff_s if backoff_s is None else backoff_s)
+                       backoff_s=Respawn.backoff_s if backoff_s is None else backoff_s,
+                       within_s=Respawn.within_s if within_s is None else within_s)
 
     def _resolve_references(self) -> None:
         # A node depends on nodes; a resource on nodes and resources.

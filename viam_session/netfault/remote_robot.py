@@ -50,6 +50,8 @@ def start_client(robot: SimRobot, client_ns: str, after_ns: int) -> Tuple[Client
     running = robot.wait_for_duty('motor', lambda duty: duty > 0.0, after_ns=after_ns,
                                   timeout_s=TIMEOUT_S)
     client.wait_for('heartbeat', TIMEOUT_S)
+    # The session's STARTED event, seen late on a loaded machine, would look like news later.
+    robot.wait_for_event(session_id, SessionEvent.STARTED, timeout_s=TIMEOUT_S)
     emit('ready', session_id=session_id, client_pid=client.process.pid)
     return client, session_id, running
 

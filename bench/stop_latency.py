@@ -40,9 +40,10 @@ drive nothing) and driving every actuator (the manager re-sends each command at 
 
     .venv/bin/python bench/stop_latency.py [--quick] [--trials 3] [--windows 0.1,0.5,2]
         [--faults link_down,loss_100,sigkill,loss30_delay100] [--sessions 1,10,100]
-        [--actuators 1,8,32] [--cpu-seconds 10]
+        [--actuators 1,8,32] [--configs 1x1,100x32] [--cpu-seconds 10]
 
 `--quick`: one trial per cell, windows 0.1 and 2 s, sessions 1 and 100, actuators 1 and 32.
+`--configs`: only these N x M pairs instead of every pair of --sessions and --actuators.
 Prints a progress line per cell ("cell k/K ...") and then p50/p99/max per cell; writes
 bench_output/stop_latency.csv (one row per actuator and trial), stop_latency.json (summary,
 CPU, load) and stop_latency.png. Needs root (network namespaces).
@@ -57,7 +58,7 @@ import random
 import signal
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from viam_session.netfault import ImpairedPair, netns_unavailable_reason
 from viam_session.netfault.remote_robot_process import RemoteRobotProcess
@@ -238,6 +239,11 @@ def _numbers(kind: type):
     return lambda text: [kind(part) for part in text.split(',')]
 
 
+def _configs(text: str) -> List[Tuple[int, int]]:
+    pairs = [pair.split('x') for pair in text.split(',')]
+    return [(int(sessions), int(actuators)) for sessions, actuators in pairs]
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     """Parse the command line; --quick replaces the matrix by its corners."""
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
@@ -247,6 +253,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--faults', type=lambda text: text.split(','), default=list(FAULTS))
     parser.add_argument('--sessions', type=_numbers(int), default=[1, 10, 100])
     parser.add_argument('--actuators', type=_numbers(int), default=[1, 8, 32])
+    parser.add_argument('--configs', type=_configs,
+                        help='N x M pairs such as 1x1,100x32, instead of every sessions x '
+                        'actuators pair')
     parser.add_argument('--trials', type=int, help='trials per cell (default 3, --quick 1)')
     parser.add_argument('--cpu-seconds', type=float, default=10.0,
                         help='CPU measurement interval (0: skip)')
@@ -258,6 +267,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         args.windows, args.sessions, args.actuators = [0.1, 2.0], [1, 100], [1, 32]
     if args.trials is None:
         args.trials = 1 if args.quick else 3
+    if args.configs is None:
+        args.configs = list(itertools.product(args.sessions, args.actuators))
+    else:
+        args.sessions = [sessions for sessions, _ in args.configs]
+        args.actuators = [actuators for _, actuators in args.configs]
     unknown = set(args.faults) - set(FAULTS)
     if unknown:
         parser.error(f'unknown faults {sorted(unknown)}; choose from {FAULTS}')
@@ -279,7 +293,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     signal.signal(signal.SIGTERM, _interrupt)  # so the namespaces are removed on SIGTERM too
     args.output.mkdir(parents=True, exist_ok=True)
-    cells = list(itertools.product(args.windows, args.sessions, args.actuators, args.faults))
+    cells = [(window_s, sessions, actuators, fault) for window_s, (sessions, actuators), fault
+             in itertools.product(args.windows, args.configs, args.faults)]
     rows: List[Dict[str, object]] = []
     cpu: List[Dict[str, object]] = []
     failed: List[str] = []

@@ -22,6 +22,11 @@ InvalidHandle and kills the executor). Events are handed to the owner through `p
 executor's thread-safe `create_task`), so all session state stays on the owner's thread. If a
 shard's thread fails anyway, `on_failure` is posted: a watch that no longer watches must not go
 unnoticed, since the sessions it held would never expire.
+
+Batches. When a link drops, every session behind it loses liveliness within one assertion
+period. The changes are queued in arrival order, and the first delivery the owner's thread
+runs takes all those queued by then, so the owner can stop everything the lost sessions own
+before it does anything else for them.
 """
 
 from collections import deque
@@ -114,16 +119,17 @@ class HeartbeatWatch:
     """
     Watch the liveliness of heartbeat topics; report changes to the owner's thread.
 
-    `on_liveliness(topic, alive)` runs when a topic's writers become alive (at least one) or
-    all lose liveliness; `on_incompatible(topic, policy)` when a writer's QoS cannot match
-    (for instance a lease longer than the window); `on_failure(error)` if a watch thread died.
-    All three are passed to `post`, which must run them on the owner's executor. `watch` and
-    `unwatch` are called from the owner's thread.
+    `on_liveliness(changes)` runs with a list of (topic, alive), in the order DDS reported
+    them: alive when a topic's writers become alive (at least one), not alive when all lose
+    liveliness; `on_incompatible(topic, policy)` when a writer's QoS cannot match (for instance
+    a lease longer than the window); `on_failure(error)` if a watch thread died. All three are
+    passed to `post`, which must run them on the owner's executor. `watch` and `unwatch` are
+    called from the owner's thread.
     """
 
     def __init__(self, *, context: Context, node_name: str, namespace: str,
                  post: Callable[..., object],
-                 on_liveliness: Callable[[str, bool], None],
+                 on_liveliness: Callable[[List[Tuple[str, bool]]], None],
                  on_incompatible: Callable[[str, str], None],
                  on_failure: Callable[[BaseException], None]) -> None:
         self._context = context
@@ -135,6 +141,9 @@ class HeartbeatWatch:
         self._on_failure = on_failure
         self._shards: List[_Shard] = []
         self._shard_of: Dict[str, _Shard] = {}
+        # Liveliness changes queued by the shards' threads, not yet delivered.
+        self._changes: List[Tuple[str, bool]] = []
+        self._changes_lock = threading.Lock()
 
     def watch(self, topic: str, window_s: float) -> None:
         """Subscribe to absolute `topic` with lease `window_s`; raise ValueError for a bad name."""
@@ -176,9 +185,22 @@ class HeartbeatWatch:
 
     def _liveliness_changed(self, topic: str, info: QoSLivelinessChangedInfo) -> None:
         if info.alive_count_change > 0:
-            self._post(self._on_liveliness, topic, True)
+            self._queue_change(topic, True)
         elif info.alive_count_change < 0 and info.alive_count == 0:
-            self._post(self._on_liveliness, topic, False)
+            self._queue_change(topic, False)
+
+    def _queue_change(self, topic: str, alive: bool) -> None:
+        """Queue a change and post its delivery (on a shard's thread)."""
+        with self._changes_lock:
+            self._changes.append((topic, alive))
+        self._post(self._deliver_changes)
+
+    def _deliver_changes(self) -> None:
+        """Hand every change queued so far to the owner (on the owner's thread)."""
+        with self._changes_lock:
+            changes, self._changes = self._changes, []
+        if changes:  # empty when an earlier delivery took this one's change
+            self._on_liveliness(changes)
 
     def _incompatible(self, topic: str, info: QoSRequestedIncompatibleQoSInfo) -> None:
         self._post(self._on_incompatible, topic,

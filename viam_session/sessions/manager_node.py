@@ -28,7 +28,10 @@ every actuator the session owns is deactivated through its lifecycle `change_sta
 and every external resource it claimed is stopped as its kind says, all at once, unless
 `automatic_stop` is off: then only events are published and the integrator decides, through
 `~/stop_session_resources`. The expiry timer is armed for the earliest deadline of any session
-that is not held alive, so no polling adds latency.
+that is not held alive, so no polling adds latency. Sessions that end together (a dropped link
+takes every session behind it within one assertion period) are handled as one batch: every stop
+is requested before any of their events is published, their heartbeat subscriptions released
+or their expiry logged.
 """
 
 from dataclasses import dataclass
@@ -36,7 +39,7 @@ import math
 import sys
 import threading
 import time
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -158,6 +161,7 @@ class SessionManager(Node):
         if clashes:
             raise ValueError(f'{clashes} are both actuators and external resources')
         self._heartbeat_topics: Dict[str, _HeartbeatTopic] = {}
+        self._topic_of: Dict[str, str] = {}  # session id -> its heartbeat topic
         self._watch = HeartbeatWatch(
             context=self.context, node_name=f'{self.get_name()}_heartbeats',
             namespace=self.get_namespace(), post=self._post,
@@ -323,13 +327,13 @@ class SessionManager(Node):
 
     def _on_list(self, request: ListSessions.Request,
                  response: ListSessions.Response) -> ListSessions.Response:
-        topic_of = {state.session_id: topic for topic, state in self._heartbeat_topics.items()}
         response.sessions = [
             SessionInfo(session_id=s.session_id, client=s.client,
                         window=seconds_to_duration(s.window_s),
                         last_heartbeat=monotonic_to_ros_time(s.last_heartbeat),
                         owned_resources=sorted(s.owned),
-                        heartbeat_topic=topic_of.get(s.session_id, ''), local=not s.remote)
+                        heartbeat_topic=self._topic_of.get(s.session_id, ''),
+                        local=not s.remote)
             for s in self._table.live()]
         return response
 
@@ -343,36 +347,42 @@ class SessionManager(Node):
 
     def _attach_heartbeat_topic(self, session: Session, topic: str) -> None:
         """Make `topic` the session's heartbeat topic, replacing an earlier one (resume)."""
-        for old_topic, state in list(self._heartbeat_topics.items()):
-            if state.session_id == session.session_id and old_topic != topic:
-                self._watch.unwatch(old_topic)
-                del self._heartbeat_topics[old_topic]
+        if self._topic_of.get(session.session_id, topic) != topic:
+            self._detach_heartbeat_topic(session.session_id)
+            # The old writer held the session alive; the new one must, within a window, or
+            # the session expires: a writer whose liveliness is never reported (seen in tests)
+            # must not leave the session held for ever.
+            self._table.hold(session.session_id, False)
+        self._topic_of[session.session_id] = topic
         state = self._heartbeat_topics.setdefault(topic, _HeartbeatTopic(session.session_id))
         if state.alive:
             self._table.hold(session.session_id, True)
 
     def _detach_heartbeat_topic(self, session_id: str) -> None:
-        for topic, state in list(self._heartbeat_topics.items()):
-            if state.session_id == session_id:
-                self._watch.unwatch(topic)
-                del self._heartbeat_topics[topic]
-
-    def _on_liveliness(self, topic: str, alive: bool) -> None:
+        topic = self._topic_of.pop(session_id, '')
         state = self._heartbeat_topics.get(topic)
-        if state is None:
-            return  # a topic that was replaced or whose session is over
-        state.alive = alive
-        if alive:
+        if state is not None and state.session_id == session_id:
+            self._watch.unwatch(topic)
+            del self._heartbeat_topics[topic]
+
+    def _on_liveliness(self, changes: List[Tuple[str, bool]]) -> None:
+        """Hold sessions whose writer is alive; expire, all at once, those whose writer is lost."""
+        expired = []
+        for topic, alive in changes:
+            state = self._heartbeat_topics.get(topic)
+            if state is None:
+                continue  # a topic that was replaced or whose session is over
+            state.alive = alive
             try:
-                self._table.hold(state.session_id, True)
+                if alive:
+                    self._table.hold(state.session_id, True)
+                else:
+                    expired.append(self._table.expire(state.session_id))
             except SessionError:
-                pass  # past its deadline already: the expiry timer is about to take it
-            return
-        try:
-            stopped = self._table.expire(state.session_id)
-        except SessionError:
-            return
-        self._finish(stopped, SessionEvent.EXPIRED)
+                # Held: past its deadline already, the expiry timer is about to take it.
+                # Expired: over already (an earlier change of this batch, or the timer).
+                continue
+        self._finish(expired, SessionEvent.EXPIRED)
 
     def _on_incompatible(self, topic: str, policy: str) -> None:
         state = self._heartbeat_topics.get(topic)
@@ -454,8 +464,7 @@ class SessionManager(Node):
     def _on_expiry_timer(self) -> None:
         self._expiry_timer.cancel()
         self._expiry_armed_for = None
-        for stopped in self._table.expire_due():
-            self._finish(stopped, SessionEvent.EXPIRED)
+        self._finish(self._table.expire_due(), SessionEvent.EXPIRED)
         self._arm_expiry_timer()
 
     def _start_connectivity_watch(self) -> None:
@@ -466,25 +475,34 @@ class SessionManager(Node):
         self._connectivity_lost = reason
         self._connected.publish(Bool(data=False))
         self.get_logger().error(f'robot lost connectivity: {reason}; closing remote sessions')
-        for stopped in self._table.close_remote(f'robot lost connectivity: {reason}'):
-            self._finish(stopped, SessionEvent.CLOSED_BY_ROBOT)
+        self._finish(self._table.close_remote(f'robot lost connectivity: {reason}'),
+                     SessionEvent.CLOSED_BY_ROBOT)
 
     def _on_connectivity_restored(self) -> None:
         self._connectivity_lost = None
         self._connected.publish(Bool(data=True))
         self.get_logger().info('robot connectivity restored; remote sessions may start again')
 
-    def _finish(self, stopped: StoppedSession, state: int) -> None:
-        """Stop what a session that is over owned (unless opted out) and publish the event."""
-        session = stopped.session
-        self._detach_heartbeat_topic(session.session_id)
+    def _finish(self, over: List[StoppedSession], state: int) -> None:
+        """
+        Stop what sessions that are over owned (unless opted out), then publish their events.
+
+        Every stop is requested before anything else is done for any of these sessions: the
+        drivers deactivate in parallel while the events, the heartbeat subscriptions and the
+        logs are seen to.
+        """
         if self._automatic_stop:
-            self._stop(stopped.owned)
-        self._publish_event(session, state, stopped.reason, stopped.owned)
-        action = 'stopping' if self._automatic_stop else 'automatic stop is off, not stopping'
-        self.get_logger().warning(
-            f'session {session.session_id} of {session.client} {STATE_NAMES[state]} '
-            f'({stopped.reason}); {action} {stopped.owned}')
+            self._stop([name for stopped in over for name in stopped.owned])
+        for stopped in over:
+            self._publish_event(stopped.session, state, stopped.reason, stopped.owned)
+        for stopped in over:
+            self._detach_heartbeat_topic(stopped.session.session_id)
+        if over:
+            # One line for all: on a loaded robot each log call can take milliseconds.
+            action = 'stopping' if self._automatic_stop else 'automatic stop is off, not stopping'
+            self.get_logger().warning(f'{len(over)} session(s) {STATE_NAMES[state]}: ' + '; '.join(
+                f'{stopped.session.session_id} of {stopped.session.client} ({stopped.reason}), '
+                f'{action} {stopped.owned}' for stopped in over))
 
     def close_all_sessions(self, reason: str) -> None:
         """

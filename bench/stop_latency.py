@@ -24,15 +24,18 @@ chip, then (all sessions at once):
   two windows, then the client process is SIGKILLed.
 
 Just before the fault the client stops asserting and reports each session's last assertion
-(the instant its `assert_liveliness()` returned, CLOCK_MONOTONIC, shared by the namespaces); a
-20 ms later the fault is applied, and for link down and loss the client asserts again, into
-the broken link. So every session's last heartbeat is known exactly, and it crossed: the link
-was whole for 20 ms after it was sent. **The figure per actuator and trial is (PWM 0 on
-the chip for that actuator) - (its owner's last heartbeat) - window**, so one trial gives M
-figures. Under 30 % loss the last assertion sent may itself have been dropped and every frame
-takes 100 ms more; an actuator stopped while its session still heartbeated (a false expiry,
-before the client stopped asserting) is marked `expired_before_fault` and left out of the
-table.
+(the instant its `assert_liveliness()` returned, CLOCK_MONOTONIC, shared by the namespaces) and
+its writer's GUID; 20 ms later the fault is applied, and for link down and loss the client
+asserts again, into the broken link. The impairment forwarder records when it wrote each
+writer's liveliness assertions into the robot's namespace (`netfault.rtps_liveliness`): that is
+the last heartbeat the robot received. **The figure per actuator and trial is (PWM 0 on the
+chip for that actuator) - (the last heartbeat of its owner that the robot received) -
+window**, so one trial gives M figures; the CSV also has the figure from the last assertion
+sent (`stop_minus_sent_window_ms`), which is earlier when the last ones did not cross. An
+actuator stopped while its session still heartbeated (a false expiry, before the client
+stopped asserting) is marked `expired_before_fault` and left out of the table.
+
+`unseen` counts figures left out because the forwarder saw none of the owner's assertions.
 
 Also measured: the session manager's and the supervisor's CPU (% of one core, from
 /proc/<pid>/stat over `--cpu-seconds`) and RSS with 100 sessions at the 2 s window, idle (they
@@ -75,6 +78,13 @@ MAX_ACTUATORS = 32
 SETTLE_S = 0.02
 CPU_SESSIONS = 100
 CPU_WINDOW_S = 2.0
+
+
+def _after_window_ms(t_ns: int, last_ns: Optional[int], window_s: float) -> Optional[float]:
+    """Return how long after one window from `last_ns` `t_ns` came, in ms (None: no last)."""
+    if last_ns is None:
+        return None
+    return round((t_ns - last_ns) * 1e-6 - window_s * 1e3, 2)
 
 
 def _loadavg() -> str:
@@ -132,6 +142,9 @@ class Bench:
         if fault == 'link_down':
             self.pair.set_link(self.pair.b.ns, self.pair.b.dev, up=True)
         self.pair.set_impairment(loss=0.0, delay_s=0.0)
+        crossed = self.pair.liveliness()
+        received_ns = [int(crossed[writer]['last'] * 1e9) if writer in crossed else None
+                       for writer in held['writers']]
         rows = []
         for actuator, stop_ns in enumerate(stopped['stop_t_ns']):
             owner = owner_of(actuator, sessions)
@@ -141,10 +154,10 @@ class Bench:
                 'actuators': actuators, 'actuator': actuator, 'owner': owner,
                 'expired_before_fault': stop_ns < held['t_ns'],
                 'fault_after_hold_ms': round((fault_ns - held['t_ns']) * 1e-6, 1),
-                'stop_minus_window_ms': round((stop_ns - last_ns[owner]) * 1e-6
-                                              - window_s * 1e3, 2),
-                'expiry_minus_window_ms': round((expired_ns - last_ns[owner]) * 1e-6
-                                                - window_s * 1e3, 2)})
+                'stop_minus_window_ms': _after_window_ms(stop_ns, received_ns[owner], window_s),
+                'stop_minus_sent_window_ms': _after_window_ms(stop_ns, last_ns[owner], window_s),
+                'expiry_minus_window_ms': _after_window_ms(expired_ns, received_ns[owner],
+                                                           window_s)})
         return rows
 
     def cpu(self, actuators: int) -> Dict[str, object]:
@@ -167,9 +180,11 @@ def summarise(rows: List[Dict[str, object]]) -> List[Dict[str, object]]:
     cells: Dict[tuple, Dict[str, object]] = {}
     for row in rows:
         key = (row['fault'], row['window_s'], row['sessions'], row['actuators'])
-        cell = cells.setdefault(key, {'values': [], 'false_expiries': 0})
+        cell = cells.setdefault(key, {'values': [], 'false_expiries': 0, 'unobserved': 0})
         if row['expired_before_fault']:
             cell['false_expiries'] += 1
+        elif row['stop_minus_window_ms'] is None:
+            cell['unobserved'] += 1     # the forwarder saw none of its owner's assertions
         else:
             cell['values'].append(float(row['stop_minus_window_ms']))
     summary = []
@@ -178,6 +193,7 @@ def summarise(rows: List[Dict[str, object]]) -> List[Dict[str, object]]:
         summary.append({
             'fault': fault, 'window_s': window_s, 'sessions': sessions, 'actuators': actuators,
             'figures': len(values), 'false_expiries': cell['false_expiries'],
+            'unobserved': cell['unobserved'],
             'p50_ms': _quantile(values, 0.5) if values else None,
             'p99_ms': _quantile(values, 0.99) if values else None,
             'max_ms': max(values) if values else None})
@@ -191,11 +207,12 @@ def _ms(value: Optional[float]) -> str:
 def print_table(summary: List[Dict[str, object]]) -> None:
     """Print one line per cell."""
     print(f'{"fault":>16} {"window":>7} {"N":>4} {"M":>3} {"figures":>7} {"false":>5} '
-          f'{"p50 ms":>8} {"p99 ms":>8} {"max ms":>8}')
+          f'{"unseen":>6} {"p50 ms":>8} {"p99 ms":>8} {"max ms":>8}')
     for cell in summary:
         print(f"{cell['fault']:>16} {float(cell['window_s']):6g}s {cell['sessions']:4d} "
               f"{cell['actuators']:3d} {cell['figures']:7d} {cell['false_expiries']:5d} "
-              f"{_ms(cell['p50_ms']):>8} {_ms(cell['p99_ms']):>8} {_ms(cell['max_ms']):>8}")
+              f"{cell['unobserved']:6d} {_ms(cell['p50_ms']):>8} {_ms(cell['p99_ms']):>8} "
+              f"{_ms(cell['max_ms']):>8}")
 
 
 def plot(summary: List[Dict[str, object]], path: Path, title: str) -> Optional[Path]:
@@ -337,7 +354,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 writer.writerows(rows)
     summary = summarise(rows)
     elapsed = time.monotonic() - began
-    print(f'\nstop latency - window (ms), PWM 0 on the chip - last heartbeat - window; '
+    print(f'\nstop latency - window (ms), PWM 0 on the chip - last heartbeat received - window; '
           f'{args.trials} trial(s) per cell, one figure per driven actuator; {elapsed:.0f} s; '
           f'load average before {load_before}, after {_loadavg()}')
     print_table(summary)
@@ -355,7 +372,7 @@ def main(argv: Optional[List[str]] = None) -> int:
          'seconds': round(elapsed), 'load_before': load_before, 'load_after': _loadavg()},
         indent=1))
     picture = plot(summary, args.output / 'stop_latency.png',
-                   f'PWM 0 - last heartbeat - window under real network faults ({args.trials} '
+                   f'PWM 0 - last heartbeat received - window, real network faults ({args.trials} '
                    f'trial(s) per cell, one figure per actuator; 2-core machine, load '
                    f'{load_before})')
     print(f'wrote {args.output / "stop_latency.csv"}, stop_latency.json'

@@ -18,7 +18,8 @@ then reads commands on stdin, one per line, and prints JSON lines with CLOCK_MON
                                window after its start, not after its last heartbeat. If one
                                does, the set is dropped (`retry`) and started again; after
                                3 attempts: failed {reason}
-    hold                   ->  held {last_ns}: the fleet stopped asserting (see session_fleet)
+    hold                   ->  held {last_ns, writers}: the fleet stopped asserting (see
+                               session_fleet)
     resume                 ->  (no answer) the fleet asserts again
     kill                   ->  (no answer) the fleet process is SIGKILLed (and reaped)
     fault                  ->  stopped {stop_t_ns, expired_t_ns}: for each driven actuator the
@@ -307,7 +308,8 @@ class FleetRobot:
             time.sleep(0.005)
 
     def hold(self) -> None:
-        emit('held', last_ns=self._fleet.ask('hold', 'held')['last_ns'])
+        held = self._fleet.ask('hold', 'held')
+        emit('held', last_ns=held['last_ns'], writers=held['writers'])
 
     def resume(self) -> None:
         self._fleet.tell('resume')

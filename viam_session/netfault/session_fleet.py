@@ -18,8 +18,10 @@ CLOCK_MONOTONIC `t_ns`, shared by every namespace of the machine):
                                                      at 0.5 by session j mod N)
     command             ->  commanded               (the actuators' commands again: a command
                                                      can be lost while discovery settles)
-    hold                ->  held {last_ns}          (no assertion from now on; last_ns[i] is
-                                                     when session i's last assertion returned)
+    hold                ->  held {last_ns, writers} (no assertion from now on; last_ns[i] is
+                                                     when session i's last assertion returned,
+                                                     writers[i] its writer's GUID in hex, as
+                                                     the impairment forwarder names writers)
     resume              ->  (no answer)             (assertions go on, as a client keeps trying)
 
 It exits when stdin closes.
@@ -148,6 +150,14 @@ class SessionFleet:
             self._holding = True
             return list(self._last_ns)
 
+    def writer_guids(self) -> List[str]:
+        """Return each session's heartbeat writer GUID (hex), read from the ROS graph."""
+        guids = []
+        for writer in self._writers:
+            (info,) = self._node.get_publishers_info_by_topic(writer.topic_name)
+            guids.append(bytes(info.endpoint_gid)[:16].hex())
+        return guids
+
     def resume(self) -> None:
         """Assert again, every writer from now on."""
         with self._lock:
@@ -201,7 +211,7 @@ def main() -> None:
             fleet.command()
             _emit('commanded')
         elif words == ['hold']:
-            _emit('held', last_ns=fleet.hold())
+            _emit('held', last_ns=fleet.hold(), writers=fleet.writer_guids())
         elif words == ['resume']:
             fleet.resume()
 

@@ -35,6 +35,12 @@ def test_a_liveliness_heartbeat_names_its_writer_in_either_byte_order() -> None:
         assert liveliness_writers(frame) == [PREFIX.hex() + WRITER.hex()]
 
 
+def test_an_empty_info_timestamp_does_not_end_the_message() -> None:
+    invalidate_time = _submessage(0x09, 0x03, b'')
+    assert liveliness_writers(_frame(invalidate_time, _heartbeat(0x07))) == [
+        PREFIX.hex() + WRITER.hex()]
+
+
 def test_info_source_changes_the_writer_prefix() -> None:
     info_source = _submessage(0x0C, 0x01, bytes(8) + OTHER_PREFIX)
     assert liveliness_writers(_frame(info_source, _heartbeat(0x07))) == [

@@ -156,6 +156,7 @@ class FleetProcess:
              'viam_session.netfault.session_fleet'], env=env, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._log, text=True)
         self._lines: 'queue.Queue[dict]' = queue.Queue()
+        self._owed = 0    # answers not read yet (an ask that timed out leaves one)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -165,14 +166,28 @@ class FleetProcess:
 
     def ask(self, command: str, event: str) -> dict:
         """Send a command and return the answer `event`; RuntimeError if the fleet ended."""
+        self._drain_late_answers()
         self.process.stdin.write(command + '\n')
         self.process.stdin.flush()
+        self._owed += 1
+        line = self._next(f'no {event!r} from the fleet within {TIMEOUT_S} s')
+        if line['event'] != event:
+            raise RuntimeError(f'the fleet answered {line} to {command!r}')
+        return line
+
+    def _drain_late_answers(self) -> None:
+        """Drop the answers to commands whose ask timed out: each command gets one answer."""
+        while self._owed:
+            self._next(f'the fleet still owes {self._owed} answer(s) after {TIMEOUT_S} s')
+
+    def _next(self, timeout_message: str) -> dict:
         try:
             line = self._lines.get(timeout=TIMEOUT_S)
         except queue.Empty:
-            raise TimeoutError(f'no {event!r} from the fleet within {TIMEOUT_S} s') from None
-        if line['event'] != event:
-            raise RuntimeError(f'the fleet answered {line} to {command!r}')
+            raise TimeoutError(timeout_message) from None
+        if line['event'] == 'exit':
+            raise RuntimeError('the fleet process ended')
+        self._owed -= 1
         return line
 
     def tell(self, command: str) -> None:

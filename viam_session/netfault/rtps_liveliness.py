@@ -7,7 +7,9 @@ datagram. The impairment forwarder sees every frame, so it can tell what the rob
 received: `liveliness_writers(frame)` returns the writer GUIDs (source GUID prefix + writer
 entity id, hex) that a frame asserts, and nothing for any other frame (not IPv4/UDP, not RTPS,
 fragments after the first, other submessages). RTPS 2.x layout: a 20-byte header ('RTPS',
-version, vendor, GUID prefix) then submessages of id, flags (bit 0: little endian), length.
+version, vendor, GUID prefix) then submessages of id, flags (bit 0: little endian), length;
+a length of 0 means "to the end of the message", except for PAD and INFO_TS, where it means
+empty (an INFO_TS that invalidates the time, which Fast DDS puts before other submessages).
 """
 
 import struct
@@ -20,7 +22,9 @@ _ETHERTYPE_IPV4 = 0x0800
 _PROTOCOL_UDP = 17
 _UDP_HEADER = 8
 _RTPS_HEADER = 20
+_PAD = 0x01
 _HEARTBEAT = 0x07
+_INFO_TIMESTAMP = 0x09
 _INFO_SOURCE = 0x0C
 _FLAG_LITTLE_ENDIAN = 0x01
 _FLAG_LIVELINESS = 0x04
@@ -52,7 +56,7 @@ def liveliness_writers(frame: bytes) -> List[str]:
             prefix = frame[body + 8:body + 20].hex()
         elif kind == _HEARTBEAT and flags & _FLAG_LIVELINESS and body + 8 <= len(frame):
             writers.append(prefix + frame[body + 4:body + 8].hex())
-        if length == 0:   # the last submessage runs to the end of the message
-            break
+        if length == 0 and kind not in (_PAD, _INFO_TIMESTAMP):
+            break    # the last submessage, to the end of the message (PAD, INFO_TS: empty)
         at = body + length
     return writers

@@ -448,6 +448,10 @@ class LifecycleSupervisor(Node):
                 self.get_logger().info(f'{fqn} is back')
                 self.executor.create_task(self._returned(fqn))
         elif info.alive_count == 0 and info.alive_count_change < 0:
+            if self._status.nodes[fqn].alive is None:
+                # Not seen alive since it was (re)started: the writer lost is the one of the
+                # process before, whose exit was handled already.
+                return
             self._dead(fqn, 'lost liveliness')
 
     def _post_process_exit(self, fqn: str, pid: int) -> None:

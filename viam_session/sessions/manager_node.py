@@ -62,6 +62,7 @@ from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HeartbeatWatch
 from viam_session.sessions.table import (
     Session, SessionError, SessionLimits, SessionTable, StoppedSession)
+from viam_session.sessions.writer_presence import WriterPresence
 from viam_session.time_convert import (
     duration_to_seconds, monotonic_to_ros_time, seconds_to_duration)
 from viam_session_interfaces.msg import Rejection, SessionCommand, SessionEvent, SessionInfo
@@ -82,6 +83,8 @@ DIAGNOSTICS_PERIOD_S = 1.0
 KEEPALIVE_LEASE_PERIODS = 3
 # The timer never waits less than this, so a deadline a hair away does not spin the loop.
 MIN_TIMER_DELAY_S = 0.0001
+# How often held sessions' writers are looked for in the ROS graph (writer_presence).
+PRESENCE_CHECK_PERIOD_S = 1.0
 STATE_NAMES = {SessionEvent.STARTED: 'started', SessionEvent.EXPIRED: 'expired',
                SessionEvent.ENDED: 'ended', SessionEvent.CLOSED_BY_ROBOT: 'closed by robot'}
 
@@ -197,6 +200,9 @@ class SessionManager(Node):
         self._keepalive_timer = self.create_timer(
             self._keepalive_period_s, self._send_keepalives, clock=self._steady_clock,
             autostart=False)
+        self._presence = WriterPresence(self.count_publishers)
+        self.create_timer(PRESENCE_CHECK_PERIOD_S, self._check_writers_present,
+                          clock=self._steady_clock)
         if self._connectivity is not None:
             # Started from the executor, so that its first report has an executor to go to.
             self._start_connectivity = self.create_timer(0.0, self._start_connectivity_watch)
@@ -444,6 +450,22 @@ class SessionManager(Node):
             self._keepalive_timer.cancel()
 
     # --- expiry, connectivity, shutdown --------------------------------------------------------
+
+    def _check_writers_present(self) -> None:
+        """Let the window run for held sessions whose writer left the graph (writer_presence)."""
+        held = {topic: state for topic, state in self._heartbeat_topics.items() if state.alive}
+        for topic in self._presence.gone(held):
+            state = held[topic]
+            state.alive = False
+            try:
+                self._table.hold(state.session_id, False)
+            except SessionError:
+                continue   # over already
+            self.get_logger().error(
+                f'session {state.session_id}: its heartbeat writer left the ROS graph and DDS '
+                'reported no liveliness loss; it expires one window from now unless the '
+                'writer is seen alive again')
+        self._arm_expiry_timer()
 
     def _arm_expiry_timer(self) -> None:
         """Arm the timer for the earliest deadline, unless it is armed for an earlier one."""

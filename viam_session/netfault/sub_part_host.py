@@ -13,13 +13,12 @@ pair's link, and closing the pair ends it at the latest. Each logs to `<log_dir>
 
 from pathlib import Path
 import subprocess
-import sys
-from typing import Dict, List, Mapping
+from typing import Dict, Mapping
 
 from viam_session.drivers import DRIVER_MODULES
 from viam_session.netfault.netns import NetnsPair
+from viam_session.supervisor.spawner import driver_command
 from viam_session.supervisor.tree import load_robot_description, ManagedNode
-import yaml
 
 __all__ = ['SubPartHost']
 
@@ -54,15 +53,9 @@ class SubPartHost:
 
     def _run(self, fqn: str, node: ManagedNode) -> subprocess.Popen:
         stem = fqn.strip('/').replace('/', '__')
-        lease_s = node.liveliness_lease_s or self._default_lease_s
-        parameters = dict(node.parameters, liveliness_lease_s=float(lease_s))
-        path = self._log_dir / f'{stem}.params.yaml'
-        path.write_text(yaml.safe_dump({'/**': {'ros__parameters': parameters}}),
-                        encoding='utf-8')
-        argv: List[str] = [
-            sys.executable, '-m', DRIVER_MODULES[node.driver], '--ros-args',
-            '-r', f'__node:={node.name}', '-r', f'__ns:={node.namespace}',
-            '--params-file', str(path)]
+        argv = driver_command(
+            node, liveliness_lease_s=node.liveliness_lease_s or self._default_lease_s,
+            parameter_dir=self._log_dir)
         with open(self._log_dir / f'{stem}.log', 'a', encoding='utf-8') as log:
             return self._pair.run(self._ns, argv, self._env, stdout=log,
                                   stderr=subprocess.STDOUT)

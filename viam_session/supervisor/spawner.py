@@ -14,13 +14,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 from viam_session.drivers import DRIVER_MODULES
 from viam_session.supervisor.tree import ManagedNode
 import yaml
 
-__all__ = ['DriverSpawner']
+__all__ = ['driver_command', 'DriverSpawner']
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,6 +31,25 @@ def _die_with_parent() -> None:
         ctypes.CDLL('libc.so.6', use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
+
+
+def driver_command(node: ManagedNode, *, liveliness_lease_s: float,
+                   parameter_dir: Path) -> List[str]:
+    """
+    Return the command line of `node`'s driver process, with its name and namespace.
+
+    Its parameters (the description's plus `liveliness_lease_s`) go to a parameter file of its
+    own in `parameter_dir`. ValueError if the driver type has no executable.
+    """
+    if node.driver not in DRIVER_MODULES:
+        raise ValueError(f'{node.fully_qualified_name}: driver {node.driver!r} has no '
+                         'executable; start it yourself')
+    parameters = dict(node.parameters, liveliness_lease_s=float(liveliness_lease_s))
+    path = parameter_dir / (node.fully_qualified_name.strip('/').replace('/', '__') + '.yaml')
+    path.write_text(yaml.safe_dump({'/**': {'ros__parameters': parameters}}), encoding='utf-8')
+    return [sys.executable, '-m', DRIVER_MODULES[node.driver], '--ros-args',
+            '-r', f'__node:={node.name}', '-r', f'__ns:={node.namespace}',
+            '--params-file', str(path)]
 
 
 class DriverSpawner:
@@ -48,20 +67,10 @@ class DriverSpawner:
 
     def spawn(self, node: ManagedNode, *, liveliness_lease_s: float) -> subprocess.Popen:
         """Start `node`'s driver (ValueError if its driver has no executable); return it."""
-        if not self.can_spawn(node):
-            raise ValueError(f'{node.fully_qualified_name}: driver {node.driver!r} has no '
-                             'executable; start it yourself')
-        fqn = node.fully_qualified_name
-        parameters = dict(node.parameters, liveliness_lease_s=float(liveliness_lease_s))
-        path = self._dir / (fqn.strip('/').replace('/', '__') + '.yaml')
-        path.write_text(yaml.safe_dump({'/**': {'ros__parameters': parameters}}),
-                        encoding='utf-8')
-        command: List[Any] = [
-            sys.executable, '-m', DRIVER_MODULES[node.driver], '--ros-args',
-            '-r', f'__node:={node.name}', '-r', f'__ns:={node.namespace}',
-            '--params-file', str(path)]
+        command = driver_command(node, liveliness_lease_s=liveliness_lease_s,
+                                 parameter_dir=self._dir)
         process = subprocess.Popen(command, env=self._env, preexec_fn=_die_with_parent)
-        self.processes[fqn] = process
+        self.processes[node.fully_qualified_name] = process
         return process
 
     def alive(self, fqn: str) -> bool:

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 
-from lifecycle_msgs.msg import Transition, TransitionEvent
+from lifecycle_msgs.msg import State, Transition, TransitionEvent
 from lifecycle_msgs.srv import ChangeState, GetState
 import rclpy
 from rclpy.client import Client
@@ -40,6 +40,8 @@ from viam_session_interfaces.srv import (
 __all__ = ['ClientProcess', 'MotorSpec', 'SimRobot', 'Stamped', 'local_ros_environment']
 
 T = TypeVar('T')
+# One lifecycle call at start-up waits this long before get_state checks what happened.
+ATTEMPT_S = 10.0
 
 
 def local_ros_environment(base: Optional[Dict[str, str]] = None) -> Dict[str, str]:
@@ -194,9 +196,12 @@ class SimRobot:
                 '-p', f'pwm_line:={motor.pwm_line}',
                 '-p', f'direction_line:={motor.direction_line}'])
         self._start_observer()
+        deadline = time.monotonic() + timeout_s
         for motor in self.motors.values():
-            for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
-                if not self.change_state(motor.name, transition, timeout_s=timeout_s):
+            for transition, goal in (
+                    (Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE),
+                    (Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)):
+                if not self._bring_to(motor.name, transition, goal, deadline):
                     raise RuntimeError(f'{motor.name} refused transition {transition}; '
                                        f'see {self.log_path(motor.name)}')
 
@@ -266,6 +271,27 @@ class SimRobot:
         request = ChangeState.Request()
         request.transition.id = transition_id
         return call_service(client, request, timeout_s).success
+
+    def _bring_to(self, node_name: str, transition_id: int, goal: int, deadline: float) -> bool:
+        """
+        Make the transition to `goal`; True once the driver is there, False if it refused.
+
+        Fast DDS now and then drops a service response it could not send in time ("failed to
+        send response (timeout)"), though the transition was made: an unanswered attempt is
+        checked with get_state, and tried again until `deadline`.
+        """
+        while True:
+            attempt_s = min(ATTEMPT_S, max(deadline - time.monotonic(), 0.1))
+            try:
+                return self.change_state(node_name, transition_id, timeout_s=attempt_s)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+            try:
+                if self.lifecycle_state(node_name, timeout_s=attempt_s) == goal:
+                    return True
+            except TimeoutError:
+                pass
 
     def lifecycle_state(self, node_name: str, *, timeout_s: float = 30.0) -> int:
         """Return the driver's lifecycle state id (lifecycle_msgs/State.PRIMARY_STATE_*)."""

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from viam_session.netfault.netns import NetnsPair
+from viam_session.netfault.netns import NetnsPair, stop_process
 from viam_session.netfault.sub_part_host import SubPartHost
 from viam_session.supervisor.tree import load_robot_description
 
@@ -167,11 +167,5 @@ class MultiPartRobot:
                     process.wait(timeout=STDIN_GRACE_S)
                 except subprocess.TimeoutExpired:
                     pass
-            if process.poll() is None:
-                process.terminate()
-            try:
-                process.wait(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process, STOP_GRACE_S)
         self.sub_part_host.close()

@@ -37,7 +37,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 __all__ = [
     'Endpoint', 'NetnsError', 'NetnsPair', 'interface_state', 'ip', 'netns_available',
-    'netns_unavailable_reason', 'run', 'set_link', 'wait_operstate']
+    'netns_unavailable_reason', 'run', 'set_link', 'stop_process', 'wait_operstate']
 
 IP_TIMEOUT_S = 10.0
 MAX_INTERFACE_NAME = 15
@@ -197,7 +197,7 @@ class NetnsPair:
         self._closed = True
         problems: List[str] = []
         for process in self._processes:
-            _stop(process)
+            stop_process(process)
         for ns in self._created:
             _kill_namespace_processes(ns)
             try:
@@ -219,7 +219,7 @@ class NetnsPair:
         self.close()
 
 
-def _stop(process: subprocess.Popen, grace_s: float = 5.0) -> None:
+def stop_process(process: subprocess.Popen, grace_s: float = 5.0) -> None:
     """Terminate a process we started, then kill it if it does not exit in time."""
     if process.poll() is None:
         process.terminate()

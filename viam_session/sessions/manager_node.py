@@ -454,6 +454,7 @@ class SessionManager(Node):
     def _check_writers_present(self) -> None:
         """Let the window run for held sessions whose writer left the graph (writer_presence)."""
         held = {topic: state for topic, state in self._heartbeat_topics.items() if state.alive}
+        released = False
         for topic in self._presence.gone(held):
             state = held[topic]
             state.alive = False
@@ -461,11 +462,13 @@ class SessionManager(Node):
                 self._table.hold(state.session_id, False)
             except SessionError:
                 continue   # over already
+            released = True
             self.get_logger().error(
                 f'session {state.session_id}: its heartbeat writer left the ROS graph and DDS '
                 'reported no liveliness loss; it expires one window from now unless the '
                 'writer is seen alive again')
-        self._arm_expiry_timer()
+        if released:
+            self._arm_expiry_timer()
 
     def _arm_expiry_timer(self) -> None:
         """Arm the timer for the earliest deadline, unless it is armed for an earlier one."""

@@ -25,6 +25,7 @@ ECHO = f"""
 import socket
 server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 server.bind(('0.0.0.0', {PORT}))
+print('ready', flush=True)
 received = 0
 while True:
     data, peer = server.recvfrom(2048)
@@ -74,7 +75,10 @@ print(json.dumps({{'sent': count, 'rtts_s': rtts}}))
 def pair() -> Iterator[ImpairedPair]:
     """Provide one impaired pair with an echo server in `b` for the module's tests."""
     with ImpairedPair(seed=8) as impaired:
-        impaired.run(impaired.b.ns, [sys.executable, '-c', ECHO])
+        echo = impaired.run(impaired.b.ns, [sys.executable, '-c', ECHO],
+                            stdout=subprocess.PIPE, text=True)
+        # A datagram that arrives before the server has bound its port is lost.
+        assert echo.stdout.readline().strip() == 'ready'
         yield impaired
 
 

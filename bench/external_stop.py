@@ -30,9 +30,11 @@ from geometry_msgs.msg import Twist, Vector3
 from lifecycle_msgs.msg import State
 
 from viam_session.external_robot import ExternalRobot, GateSpec
+from viam_session.ros_domains import domain_range
 from viam_session_interfaces.msg import SessionEvent
 
-DOMAINS = {1: 201, 10: 202}
+_DOMAIN_RANGE = domain_range(range(201, 203))
+DOMAINS = {1: _DOMAIN_RANGE[0], 10: _DOMAIN_RANGE[1]}
 FORWARD = Twist(linear=Vector3(x=0.5))
 OUTPUT = Path('bench_output') / 'external_stop.csv'
 

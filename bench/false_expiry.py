@@ -41,11 +41,12 @@ from typing import Dict, Iterator, List, Optional
 from viam_session.client.session_client import assertion_period_s
 from viam_session.netfault import ImpairedPair, netns_unavailable_reason
 from viam_session.netfault.remote_robot_process import RemoteRobotProcess
+from viam_session.ros_domains import domain_range
 
 __all__ = ['main']
 
 CONDITIONS = ('loss30_delay100', 'cpu_hog')
-DOMAIN_RANGE = range(216, 233)  # Fast DDS refuses domains above 232
+DOMAIN_RANGE = domain_range(range(216, 233))  # Fast DDS refuses domains above 232
 DEADLINE_S = 120.0
 HOG = 'while True:\n    pass\n'
 DELAY_S = 0.1

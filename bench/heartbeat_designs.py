@@ -34,10 +34,12 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from viam_session.ros_domains import domain_range
+
 ROLES = Path(__file__).resolve().parent / 'heartbeat_roles.py'
 BEATS_PER_WINDOW = 5
 REQUIREMENT_PCT = 5.0
-DOMAIN_RANGE = range(201, 216)
+DOMAIN_RANGE = domain_range(range(201, 216))
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
 # How long a generator may stay more than a window behind before the bench stops waiting for
 # every session to be alive and measures what it has.

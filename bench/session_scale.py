@@ -57,6 +57,7 @@ from rclpy.signals import SignalHandlerOptions
 
 import viam_session
 from viam_session.client.session_client import assertion_period_s
+from viam_session.ros_domains import domain_range
 from viam_session.service_call import call_service
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.sessions.manager_node import STATE_NAMES
@@ -70,7 +71,7 @@ MOTOR = 'motor'
 POWER = 0.5
 BACKGROUND_WINDOW_S = 2.0
 CPU_TARGET_PCT = 5.0
-DOMAIN_RANGE = range(216, 231)
+DOMAIN_RANGE = domain_range(range(216, 231))
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
 PAGE_SIZE = os.sysconf('SC_PAGE_SIZE')
 # The assertion thread never sleeps less than this: with 1024 writers it asserts a few at each

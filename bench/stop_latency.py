@@ -68,11 +68,12 @@ from typing import Dict, List, Optional, Tuple
 from viam_session.netfault import ImpairedPair, netns_unavailable_reason
 from viam_session.netfault.remote_robot_process import RemoteRobotProcess
 from viam_session.netfault.session_fleet import owner_of
+from viam_session.ros_domains import domain_range
 
 __all__ = ['main']
 
 FAULTS = ('link_down', 'loss_100', 'sigkill', 'loss30_delay100')
-DOMAIN_RANGE = range(216, 233)  # Fast DDS refuses domains above 232
+DOMAIN_RANGE = domain_range(range(216, 233))  # Fast DDS refuses domains above 232
 DEADLINE_S = 300.0
 MAX_ACTUATORS = 32
 # Between the client's last assertion and the fault: the last assertions' frames have crossed

@@ -7,7 +7,8 @@ is alive, the bench times `~/startup` and, after a SIGKILL of one motor (lease `
 time until the supervisor reports it dead with its dependents handled (`node_lost` part event),
 then `~/shutdown`. Also counts, per phase, the supervisor's reports of lost liveliness of
 nodes whose process still ran (false alarms: late assertions, not deaths). Prints the
-figures and writes JSON to bench_output/. ROS_DOMAIN_ID 231.
+figures and writes JSON to bench_output/. ROS_DOMAIN_ID 231, or the first domain of the range
+ROS_DOMAIN_ID implies when it is set.
 """
 
 import argparse
@@ -31,12 +32,13 @@ from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
+from viam_session.ros_domains import domain_range
 from viam_session.service_call import call_service
 from viam_session.sim_robot import local_ros_environment
 from viam_session.supervisor.supervisor_node import PART_EVENTS_QOS
 import yaml
 
-DOMAIN_ID = 231
+DOMAIN_ID = domain_range(range(231, 232))[0]
 SUPERVISOR = '/lifecycle_supervisor'
 
 

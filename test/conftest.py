@@ -10,12 +10,15 @@ import pytest
 # Before anything imports rclpy: discovery stays on localhost (see shared notes on faults).
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
+from viam_session.ros_domains import domain_range  # noqa: E402
 from viam_session.sim_robot import MotorSpec, SimRobot  # noqa: E402
 
 # Consecutive tests use different domains, so a robot still shutting down cannot talk to the
 # next test's; the start depends on the process id so two runs on one machine do not collide.
-_domains = itertools.cycle(range(1, 101))
-for _ in range(os.getpid() % 100):
+# With ROS_DOMAIN_ID set, only the domains it implies are used (the machine may be shared).
+_DOMAINS = domain_range(range(1, 101))
+_domains = itertools.cycle(_DOMAINS)
+for _ in range(os.getpid() % len(_DOMAINS)):
     next(_domains)
 
 

@@ -8,7 +8,6 @@ impairment link of `viam_session.netfault` (`MultiPartRobot`). Skipped where nam
 be used.
 """
 
-import os
 from pathlib import Path
 import time
 from typing import Any, Callable, Dict, Iterator, List
@@ -19,6 +18,8 @@ from viam_session.chips.sim_chip import LineChange, wait_for_line_change
 from viam_session.netfault import ImpairedPair, netns_unavailable_reason
 from viam_session.netfault.multi_part_robot import JsonLines, MultiPartRobot
 import yaml
+
+from conftest import next_domain  # noqa: I100 - the tests' own helper
 
 DEADLINE_S = 60.0
 WINDOW_S = 2.0
@@ -70,7 +71,7 @@ def robot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MultiPartR
     with ImpairedPair(seed=7) as pair:
         two_hosts = MultiPartRobot(
             pair=pair, description=description, workdir=tmp_path,
-            domain_id=100 + os.getpid() % 100, primary_host='primary', sub_host='arm-host',
+            domain_id=next_domain(), primary_host='primary', sub_host='arm-host',
             supervisor_parameters=['transition_timeout_s:=30.0'], deadline_s=DEADLINE_S)
         failed = True
         try:

@@ -7,7 +7,6 @@ the test breaks or degrades. The manager SIGKILL test needs no link and runs in 
 namespace. Skipped where namespaces cannot be used.
 """
 
-import os
 from pathlib import Path
 import time
 from typing import Iterator, Tuple
@@ -18,6 +17,8 @@ import pytest
 from viam_session.netfault import ImpairedPair, netns_unavailable_reason
 from viam_session.netfault.remote_robot_process import RemoteRobotProcess
 from viam_session.sim_robot import SimRobot
+
+from conftest import next_domain  # noqa: I100 - the tests' own helper
 
 DEADLINE_S = 90.0
 WINDOW_S = 0.5
@@ -38,7 +39,7 @@ def remote_robot(request: pytest.FixtureRequest,
     with ImpairedPair(seed=5) as pair:
         scenario = RemoteRobotProcess(
             pair=pair, window_s=window_s, log_path=tmp_path / 'scenario.log',
-            domain_id=100 + os.getpid() % 100, deadline_s=DEADLINE_S)
+            domain_id=next_domain(), deadline_s=DEADLINE_S)
         try:
             yield pair, scenario
         finally:

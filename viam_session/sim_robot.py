@@ -54,7 +54,7 @@ def local_ros_environment(base: Optional[Dict[str, str]] = None) -> Dict[str, st
     """
     env = dict(os.environ if base is None else base)
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    env.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 101)))
+    env.setdefault('ROS_DOMAIN_ID', str(random.choice(range(1, 101))))
     env.setdefault('RCUTILS_COLORIZED_OUTPUT', '0')
     env['PYTHONUNBUFFERED'] = '1'
     return env

@@ -17,6 +17,7 @@ import pytest
 
 from viam_session.netfault.netns import netns_unavailable_reason, NetnsPair
 
+pytestmark = pytest.mark.netns
 DEADLINE_S = 15.0
 
 # Runs a ConnectivityWatch with the checks described by argv[1]; one JSON line per event, with

@@ -14,8 +14,9 @@ import pytest
 
 from viam_session.netfault import ImpairedPair, netns_unavailable_reason
 
-pytestmark = pytest.mark.skipif(netns_unavailable_reason() is not None,
-                                reason=str(netns_unavailable_reason()))
+pytestmark = [pytest.mark.netns,
+              pytest.mark.skipif(netns_unavailable_reason() is not None,
+                                 reason=str(netns_unavailable_reason()))]
 
 PORT = 9999
 DEADLINE_S = 60.0

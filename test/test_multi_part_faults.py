@@ -39,6 +39,7 @@ ARM_NODES = (BOARD, MOTOR, SERVO)
 # loaded machine made late (startup included), beside the one under test.
 RESPAWN = {'max_attempts': 10, 'backoff_s': 0.5}
 
+pytestmark = pytest.mark.netns
 netns_only = pytest.mark.skipif(netns_unavailable_reason() is not None,
                                 reason=str(netns_unavailable_reason()))
 

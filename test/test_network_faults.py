@@ -27,6 +27,7 @@ STOP_MARGIN_S = 0.3  # generous: another job may load this 2-core machine
 COMMAND_TIMEOUT_S = 0.5  # the drivers' default command_timeout_s
 KEEPALIVE_PERIOD_S = 0.1  # the manager re-sends each driven actuator's command this often
 
+pytestmark = pytest.mark.netns
 netns_only = pytest.mark.skipif(netns_unavailable_reason() is not None,
                                 reason=str(netns_unavailable_reason()))
 

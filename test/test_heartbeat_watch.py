@@ -39,7 +39,7 @@ def make_watch(owner: Owner) -> HeartbeatWatch:
     return HeartbeatWatch(
         context=None, node_name='watch', namespace='/', post=owner.post,
         on_liveliness=owner.deliveries.append, on_incompatible=lambda *_: None,
-        on_failure=lambda error: None)
+        on_topic_failure=lambda *_: None, on_failure=lambda error: None)
 
 
 def test_changes_queued_before_the_owner_runs_arrive_in_one_delivery_in_order():
@@ -77,7 +77,7 @@ def test_changes_from_many_threads_are_all_delivered_once():
     watch = HeartbeatWatch(
         context=None, node_name='watch', namespace='/', post=post,
         on_liveliness=owner.deliveries.append, on_incompatible=lambda *_: None,
-        on_failure=lambda error: None)
+        on_topic_failure=lambda *_: None, on_failure=lambda error: None)
     topics = [[f'/s{shard}_{k}' for k in range(200)] for shard in range(4)]
 
     def report(shard_topics: List[str]) -> None:

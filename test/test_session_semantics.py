@@ -144,13 +144,18 @@ def test_opt_out_stops_nothing_until_asked(opt_out_robot):
 @pytest.mark.parametrize('topic, reason', [
     ('', 'heartbeat_topic is required'),
     ('/not a topic!', 'bad heartbeat topic'),
+    # Topics of another type, one of them the manager's own: subscribing to them with the
+    # Heartbeat type fails inside the manager's process.
+    ('/session_manager/command', 'in use with type viam_session_interfaces/msg/SessionCommand'),
+    ('/motor/command', 'in use with type std_msgs/msg/Float64'),
 ])
 def test_bad_start_requests_are_refused(robot, topic, reason):
-    """A start without a usable heartbeat topic is refused and starts nothing."""
+    """A start without a usable heartbeat topic is refused, starts nothing, harms nothing."""
     response = robot.call('/session_manager/start_session',
                           StartSession.Request(client='careless', heartbeat_topic=topic))
-    assert not response.success and reason in response.message
+    assert not response.success and reason in response.message, response.message
     assert _listed(robot) == []
+    assert robot.process('session_manager').poll() is None, 'the manager exited'
 
 
 def test_one_session_more_than_the_maximum_is_refused(opt_out_robot):

@@ -46,8 +46,9 @@ from rclpy.validate_full_topic_name import validate_full_topic_name
 
 from viam_session_interfaces.msg import Heartbeat
 
-__all__ = ['heartbeat_qos', 'HeartbeatWatch', 'SHARD_SIZE']
+__all__ = ['HEARTBEAT_TYPE', 'heartbeat_qos', 'HeartbeatWatch', 'SHARD_SIZE']
 
+HEARTBEAT_TYPE = 'viam_session_interfaces/msg/Heartbeat'
 SHARD_SIZE = 64
 
 
@@ -64,8 +65,10 @@ class _Shard:
 
     def __init__(self, *, context: Context, node_name: str, namespace: str,
                  make_events: Callable[[str], SubscriptionEventCallbacks],
+                 on_topic_failure: Callable[[str, Exception], None],
                  on_failure: Callable[[BaseException], None]) -> None:
         self._make_events = make_events
+        self._on_topic_failure = on_topic_failure
         self._on_failure = on_failure
         self._node = Node(node_name, namespace=namespace, context=context,
                           start_parameter_services=False)
@@ -98,9 +101,13 @@ class _Shard:
                     return
                 action, topic, window_s = self._pending.popleft()
             if action == 'watch':
-                self._subscriptions[topic] = self._node.create_subscription(
-                    Heartbeat, topic, lambda _: None, heartbeat_qos(window_s),
-                    event_callbacks=self._make_events(topic))
+                try:
+                    self._subscriptions[topic] = self._node.create_subscription(
+                        Heartbeat, topic, lambda _: None, heartbeat_qos(window_s),
+                        event_callbacks=self._make_events(topic))
+                except Exception as error:  # noqa: B902 - one topic's failure, not the shard's
+                    # e.g. RCLError when this process has the topic with another type.
+                    self._on_topic_failure(topic, error)
             else:
                 subscription = self._subscriptions.pop(topic, None)
                 if subscription is not None:
@@ -122,15 +129,17 @@ class HeartbeatWatch:
     `on_liveliness(changes)` runs with a list of (topic, alive), in the order DDS reported
     them: alive when a topic's writers become alive (at least one), not alive when all lose
     liveliness; `on_incompatible(topic, policy)` when a writer's QoS cannot match (for instance
-    a lease longer than the window); `on_failure(error)` if a watch thread died. All three are
-    passed to `post`, which must run them on the owner's executor. `watch` and `unwatch` are
-    called from the owner's thread.
+    a lease longer than the window); `on_topic_failure(topic, error)` when a topic cannot be
+    subscribed to (the watch goes on for every other topic); `on_failure(error)` if a watch
+    thread died. All four are passed to `post`, which must run them on the owner's executor.
+    `watch` and `unwatch` are called from the owner's thread.
     """
 
     def __init__(self, *, context: Context, node_name: str, namespace: str,
                  post: Callable[..., object],
                  on_liveliness: Callable[[List[Tuple[str, bool]]], None],
                  on_incompatible: Callable[[str, str], None],
+                 on_topic_failure: Callable[[str, Exception], None],
                  on_failure: Callable[[BaseException], None]) -> None:
         self._context = context
         self._node_name = node_name
@@ -138,6 +147,7 @@ class HeartbeatWatch:
         self._post = post
         self._on_liveliness = on_liveliness
         self._on_incompatible = on_incompatible
+        self._on_topic_failure = on_topic_failure
         self._on_failure = on_failure
         self._shards: List[_Shard] = []
         self._shard_of: Dict[str, _Shard] = {}
@@ -159,6 +169,8 @@ class HeartbeatWatch:
                 context=self._context, namespace=self._namespace,
                 node_name=f'{self._node_name}_{len(self._shards)}',
                 make_events=self._events_for,
+                on_topic_failure=lambda topic, error: self._post(
+                    self._on_topic_failure, topic, error),
                 on_failure=lambda error: self._post(self._on_failure, error))
             self._shards.append(shard)
         shard.size += 1

@@ -59,7 +59,7 @@ from viam_session.sessions.connectivity_config import declare_connectivity_watch
 from viam_session.sessions.described_resources import described_resources, DescribedResources
 from viam_session.sessions.diagnostics import session_status
 from viam_session.sessions.external_resources import ExternalResources
-from viam_session.sessions.heartbeat_watch import HeartbeatWatch
+from viam_session.sessions.heartbeat_watch import HEARTBEAT_TYPE, HeartbeatWatch
 from viam_session.sessions.table import (
     Session, SessionError, SessionLimits, SessionTable, StoppedSession)
 from viam_session.sessions.writer_presence import WriterPresence
@@ -169,7 +169,7 @@ class SessionManager(Node):
             context=self.context, node_name=f'{self.get_name()}_heartbeats',
             namespace=self.get_namespace(), post=self._post,
             on_liveliness=self._on_liveliness, on_incompatible=self._on_incompatible,
-            on_failure=self._on_watch_failure)
+            on_topic_failure=self._on_heartbeat_topic_failure, on_failure=self._on_watch_failure)
 
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
@@ -260,6 +260,10 @@ class SessionManager(Node):
             raise SessionError(
                 f'the robot did not discover the command publisher of {request.client_node} '
                 f'within {self._discovery_timeout_s} s')
+        in_use = dict(self.get_topic_names_and_types()).get(topic, [HEARTBEAT_TYPE])
+        if in_use != [HEARTBEAT_TYPE]:
+            raise SessionError(f'heartbeat topic {topic} is in use with type '
+                               f'{", ".join(in_use)}; it may carry only {HEARTBEAT_TYPE}')
         try:
             self._watch.watch(topic, window_s)
         except ValueError as error:
@@ -396,6 +400,18 @@ class SessionManager(Node):
             self._reject(state.session_id, 'heartbeat',
                          f'the heartbeat writer on {topic} cannot match: incompatible QoS '
                          f'{policy} (reliable, liveliness MANUAL_BY_TOPIC, lease <= window)')
+
+    def _on_heartbeat_topic_failure(self, topic: str, error: Exception) -> None:
+        """Close the one session whose heartbeat topic cannot be watched; serve the others."""
+        state = self._heartbeat_topics.get(topic)
+        if state is None:
+            return
+        try:
+            closed = self._table.close(
+                state.session_id, f'its heartbeat topic {topic} cannot be watched: {error}')
+        except SessionError:
+            return  # over already
+        self._finish([closed], SessionEvent.CLOSED_BY_ROBOT)
 
     def _on_watch_failure(self, error: BaseException) -> None:
         """Stop the manager: sessions held alive by a dead watch would never expire."""

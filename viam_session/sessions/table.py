@@ -176,6 +176,11 @@ class SessionTable:
         due = [sid for sid, session in self._sessions.items() if session.deadline <= now]
         return [self._remove(sid, EXPIRED_REASON) for sid in due]
 
+    def close(self, session_id: str, reason: str) -> StoppedSession:
+        """End one live session for a reason of the robot's; raise SessionError."""
+        self._find(session_id, 'close', self._clock())
+        return self._remove(session_id, reason)
+
     def close_remote(self, reason: str) -> List[StoppedSession]:
         """End every remote session at once (the robot lost connectivity)."""
         remote = [sid for sid, session in self._sessions.items() if session.remote]

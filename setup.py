@@ -102,7 +102,9 @@ class DevelopWithInterfaces(develop):
 setup(
     name=package_name,
     version='0.1.0',
-    packages=find_packages(exclude=['test', 'test.*']),
+    # Runtime code only: the harness of the tests, benchmarks and demo is not installed.
+    packages=find_packages(exclude=['test', 'test.*', 'viam_session_harness',
+                                    'viam_session_harness.*']),
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -135,7 +137,6 @@ setup(
             'lifecycle_supervisor = viam_session.supervisor.supervisor_node:main',
             'session_client = viam_session.client.cli:main',
             'viam-session = viam_session.client.operator_cli:main',
-            'demo = viam_session.demo:main',
         ],
     },
 )

@@ -30,8 +30,8 @@ from typing import Dict, List
 from lifecycle_msgs.msg import Transition
 
 from viam_session.chips.sim_chip import wait_for_line_change
-from viam_session.sim_drivers import DriverObserver, DriverProcess
-from viam_session.sim_robot import local_ros_environment
+from viam_session_harness.sim_drivers import DriverObserver, DriverProcess
+from viam_session_harness.sim_robot import local_ros_environment
 
 PWM_LINE = 12
 
@@ -77,7 +77,7 @@ def measure(workdir: Path, runs: int, timeout_s: float) -> Dict[str, List[float]
         for _ in range(runs):
             started_ns = time.monotonic_ns()
             publisher = subprocess.Popen(
-                [sys.executable, '-m', 'viam_session.sim_drivers', 'publish', '--topic',
+                [sys.executable, '-m', 'viam_session_harness.sim_drivers', 'publish', '--topic',
                  '/motor/command', '--value', '0.5', '--rate', '10', '--liveliness',
                  'manual_by_topic', '--lease', '0.3'], env=env, stdout=subprocess.PIPE,
                 text=True)

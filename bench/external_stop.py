@@ -29,8 +29,8 @@ from typing import Dict, List
 from geometry_msgs.msg import Twist, Vector3
 from lifecycle_msgs.msg import State
 
-from viam_session.external_robot import ExternalRobot, GateSpec
-from viam_session.ros_domains import domain_range
+from viam_session_harness.external_robot import ExternalRobot, GateSpec
+from viam_session_harness.ros_domains import domain_range
 from viam_session_interfaces.msg import SessionEvent
 
 _DOMAIN_RANGE = domain_range(range(201, 203))

@@ -1,8 +1,8 @@
 """
 Count false expiries: healthy sessions that expire behind a lossy link or on a saturated CPU.
 
-The robot (`viam_session.netfault.remote_robot`: session manager, a DC motor driver, observer)
-runs in network namespace `a`; its client, a real `session_client` process (the client
+The robot (`viam_session_harness.netfault.remote_robot`: session manager, a DC motor driver,
+observer) runs in network namespace `a`; its client, a real `session_client` process (the client
 library at its default heartbeat rate), runs in namespace `b`, across the impairment link.
 The client never stops: any expiry of its session is false. Conditions, each separately:
 
@@ -39,9 +39,9 @@ import time
 from typing import Dict, Iterator, List, Optional
 
 from viam_session.client.session_client import assertion_period_s
-from viam_session.netfault import ImpairedPair, netns_unavailable_reason
-from viam_session.netfault.remote_robot_process import RemoteRobotProcess
-from viam_session.ros_domains import domain_range
+from viam_session_harness.netfault import ImpairedPair, netns_unavailable_reason
+from viam_session_harness.netfault.remote_robot_process import RemoteRobotProcess
+from viam_session_harness.ros_domains import domain_range
 
 __all__ = ['main']
 

@@ -34,7 +34,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from viam_session.ros_domains import domain_range
+from viam_session_harness.ros_domains import domain_range
 
 ROLES = Path(__file__).resolve().parent / 'heartbeat_roles.py'
 BEATS_PER_WINDOW = 5

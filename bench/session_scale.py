@@ -57,12 +57,12 @@ from rclpy.signals import SignalHandlerOptions
 
 import viam_session
 from viam_session.client.session_client import assertion_period_s
-from viam_session.ros_domains import domain_range
 from viam_session.service_call import call_service
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.sessions.manager_node import STATE_NAMES
-from viam_session.sim_robot import MotorSpec, SimRobot
 from viam_session.time_convert import seconds_to_duration, time_to_seconds
+from viam_session_harness.ros_domains import domain_range
+from viam_session_harness.sim_robot import MotorSpec, SimRobot
 from viam_session_interfaces.msg import Heartbeat, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import ListSessions, StartSession
 

@@ -1,13 +1,13 @@
 """
 Measure stop latency under real network faults: how late after the window the power goes off.
 
-The robot runs in network namespace `a` (`viam_session.netfault.fleet_robot`: the session
+The robot runs in network namespace `a` (`viam_session_harness.netfault.fleet_robot`: the session
 manager, one DC motor driver per actuator of the largest M, `/motor0` ... `/motor31` by
 default, on one simulated chip, each its own process, and a lifecycle supervisor watching
 them); its sessions come from one client process in namespace `b`
-(`viam_session.netfault.session_fleet`: one heartbeat writer per session, the client library's
-QoS and assertion rate). The namespaces are joined by the impairment link of
-`viam_session.netfault` (TAP devices and a forwarder).
+(`viam_session_harness.netfault.session_fleet`: one heartbeat writer per session, the client
+library's QoS and assertion rate). The namespaces are joined by the impairment link of
+`viam_session_harness.netfault` (TAP devices and a forwarder).
 
 Cells: fault x window x N sessions x M actuators. **How N sessions share M actuators:** actuator
 j (j < M, `/motor<j>`) is driven by session j mod N and by no other, so it is owned by that
@@ -65,10 +65,10 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
-from viam_session.netfault import ImpairedPair, netns_unavailable_reason
-from viam_session.netfault.remote_robot_process import RemoteRobotProcess
-from viam_session.netfault.session_fleet import owner_of
-from viam_session.ros_domains import domain_range
+from viam_session_harness.netfault import ImpairedPair, netns_unavailable_reason
+from viam_session_harness.netfault.remote_robot_process import RemoteRobotProcess
+from viam_session_harness.netfault.session_fleet import owner_of
+from viam_session_harness.ros_domains import domain_range
 
 __all__ = ['main']
 
@@ -113,7 +113,8 @@ class Bench:
         self.robot = RemoteRobotProcess(
             pair=pair, window_s=0.0, domain_id=args.domain_id, deadline_s=DEADLINE_S,
             log_path=args.output / 'stop_latency_robot.log',
-            scenario=['viam_session.netfault.fleet_robot', '--motors', str(max(args.actuators)),
+            scenario=['viam_session_harness.netfault.fleet_robot',
+                      '--motors', str(max(args.actuators)),
                       '--workdir', str(args.output / 'stop_latency_robot')])
         self.ready = self.robot.expect('robot_ready')
 

@@ -32,10 +32,10 @@ from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from viam_session.ros_domains import domain_range
 from viam_session.service_call import call_service
-from viam_session.sim_robot import local_ros_environment
 from viam_session.supervisor.supervisor_node import PART_EVENTS_QOS
+from viam_session_harness.ros_domains import domain_range
+from viam_session_harness.sim_robot import local_ros_environment
 import yaml
 
 DOMAIN_ID = domain_range(range(231, 232))[0]

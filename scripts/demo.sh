@@ -12,4 +12,4 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 # live process holds.
 "$repo/.venv/bin/python" "$repo/.venv/tools/fastdds/fastdds.py" shm clean \
   | awk '/zombie/ {n += $1} END {printf "[%s] removed %d shared-memory zombie(s) of killed DDS processes\n", tag, n}' tag=demo
-exec "$repo/.venv/bin/python" -m viam_session.demo "$@"
+exec "$repo/.venv/bin/python" -m viam_session_harness.demo "$@"

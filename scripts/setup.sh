@@ -106,4 +106,8 @@ if [ "$(cat "$venv/.stamp-package" 2>/dev/null)" != "$package_stamp" ]; then
 else
   say 4/4 "viam_session up to date"
 fi
+# The harness of the tests, benchmarks and demo (viam_session_harness/) is not part of the
+# installed package; the venv finds it in the repository.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$repo" > "$site/viam_session_harness.pth"
 say done "environment ready in $venv"

@@ -3,15 +3,23 @@
 import itertools
 import os
 from pathlib import Path
+import sys
 from typing import Iterator
 
 import pytest
 
-# Before anything imports rclpy: discovery stays on localhost (see shared notes on faults).
+# Before anything imports rclpy: discovery stays on localhost (docs/testing.md).
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+# The harness (viam_session_harness/) is not installed with the package: it is found in the
+# repository, by this process and by the processes the tests start.
+REPOSITORY = str(Path(__file__).resolve().parents[1])
+if REPOSITORY not in sys.path:
+    sys.path.insert(0, REPOSITORY)
+os.environ['PYTHONPATH'] = os.pathsep.join(
+    [REPOSITORY] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
 
-from viam_session.ros_domains import domain_range  # noqa: E402
-from viam_session.sim_robot import MotorSpec, SimRobot  # noqa: E402
+from viam_session_harness.ros_domains import domain_range  # noqa: E402
+from viam_session_harness.sim_robot import MotorSpec, SimRobot  # noqa: E402
 
 # Consecutive tests use different domains, so a robot still shutting down cannot talk to the
 # next test's; the start depends on the process id so two runs on one machine do not collide.

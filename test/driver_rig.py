@@ -10,8 +10,8 @@ import pytest
 from rclpy.qos import QoSProfile
 
 from viam_session.chips.sim_chip import LineChange, wait_for_line_change
-from viam_session.sim_drivers import DriverObserver, DriverProcess
-from viam_session.sim_robot import local_ros_environment
+from viam_session_harness.sim_drivers import DriverObserver, DriverProcess
+from viam_session_harness.sim_robot import local_ros_environment
 
 __all__ = ['DriverRig', 'driver_rig']
 

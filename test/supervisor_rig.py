@@ -24,8 +24,8 @@ from std_srvs.srv import Trigger
 
 from viam_session.service_call import call_service
 from viam_session.sessions.manager_node import EVENTS_QOS
-from viam_session.sim_robot import local_ros_environment
 from viam_session.supervisor.supervisor_node import PART_EVENTS_QOS
+from viam_session_harness.sim_robot import local_ros_environment
 from viam_session_interfaces.msg import SessionEvent
 import yaml
 

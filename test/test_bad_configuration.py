@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from viam_session.sim_robot import local_ros_environment
+from viam_session_harness.sim_robot import local_ros_environment
 
 EXAMPLE = Path(__file__).resolve().parents[1] / 'config' / 'robot_example.yaml'
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from viam_session.netfault.netns import netns_unavailable_reason, NetnsPair
+from viam_session_harness.netfault.netns import netns_unavailable_reason, NetnsPair
 
 pytestmark = pytest.mark.netns
 DEADLINE_S = 15.0

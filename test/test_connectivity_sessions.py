@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from viam_session.netfault.netns import netns_unavailable_reason, NetnsPair
+from viam_session_harness.netfault.netns import netns_unavailable_reason, NetnsPair
 
 SCENARIO = Path(__file__).resolve().parent / 'scenarios' / 'connectivity_loss.py'
 DEADLINE_S = 120.0

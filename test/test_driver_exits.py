@@ -15,7 +15,7 @@ import pytest
 from conftest import next_domain  # noqa: I100 - the tests' own helpers
 from driver_rig import driver_rig
 from viam_session.chips.sim_chip import read_line_changes, read_line_values, SimChip
-from viam_session.sim_drivers import command_publisher_qos
+from viam_session_harness.sim_drivers import command_publisher_qos
 
 DEFAULT_QOS = command_publisher_qos('default')
 OFF = {'command_timeout_s': 0.0}

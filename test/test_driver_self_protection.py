@@ -17,7 +17,7 @@ import pytest
 from conftest import next_domain  # noqa: I100 - the tests' own helpers
 from driver_rig import driver_rig
 from viam_session.chips.sim_chip import read_line_changes
-from viam_session.sim_drivers import command_publisher_qos
+from viam_session_harness.sim_drivers import command_publisher_qos
 
 # A loaded 2-core machine adds scheduling delay; the benchmark reports real figures.
 MARGIN_S = 0.5
@@ -40,7 +40,7 @@ def rig(request, tmp_path):
 def start_publisher(rig, topic, value, *, liveliness, lease_s, rate_hz=20.0):
     """Start a command publisher process; return it once a driver listens to it."""
     publisher = subprocess.Popen(
-        [sys.executable, '-m', 'viam_session.sim_drivers', 'publish', '--topic', topic,
+        [sys.executable, '-m', 'viam_session_harness.sim_drivers', 'publish', '--topic', topic,
          '--value', str(value), '--rate', str(rate_hz), '--liveliness', liveliness,
          '--lease', str(lease_s)], env=rig.env, stdout=subprocess.PIPE, text=True)
     assert publisher.stdout.readline().strip() == 'matched'

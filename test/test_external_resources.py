@@ -19,11 +19,11 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import State
 import pytest
 
-from viam_session.external_robot import ExternalRobot
 from viam_session.sessions.described_resources import described_resources
 from viam_session.sessions.external_resources import controller_support_problem
-from viam_session.sim_robot import local_ros_environment
 from viam_session.supervisor import parse_robot_description, RobotDescriptionError
+from viam_session_harness.external_robot import ExternalRobot
+from viam_session_harness.sim_robot import local_ros_environment
 from viam_session_interfaces.msg import SessionCommand, SessionEvent
 import yaml
 

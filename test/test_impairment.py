@@ -12,7 +12,7 @@ from typing import Iterator
 
 import pytest
 
-from viam_session.netfault import ImpairedPair, netns_unavailable_reason
+from viam_session_harness.netfault import ImpairedPair, netns_unavailable_reason
 
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(netns_unavailable_reason() is not None,

@@ -20,8 +20,8 @@ import pytest
 from conftest import next_domain  # noqa: I100 - the tests' own helpers
 from viam_session.chips.file_watch import FileWatch
 from viam_session.chips.sim_chip import read_line_values
-from viam_session.sim_drivers import DriverObserver
-from viam_session.sim_robot import local_ros_environment
+from viam_session_harness.sim_drivers import DriverObserver
+from viam_session_harness.sim_robot import local_ros_environment
 
 pytest.importorskip('launch_ros', reason='launch_ros is not installed (no ROS 2 launch tools)')
 

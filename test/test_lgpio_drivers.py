@@ -16,8 +16,8 @@ from viam_session.drivers.digital_input import DigitalInputDriver
 from viam_session.drivers.encoder import EncoderDriver
 from viam_session.drivers.gpio_output import GpioOutputDriver
 from viam_session.drivers.servo import ServoDriver
-from viam_session.sim_drivers import DRIVER_MODULES
 from viam_session.supervisor.tree import DRIVER_TYPES
+from viam_session_harness.sim_drivers import DRIVER_MODULES
 
 pytestmark = pytest.mark.skipif(
     os.path.exists('/dev/gpiochip0'), reason='this machine has a /dev/gpiochip0')

@@ -4,8 +4,8 @@ A multi-part robot across two hosts: the link to the sub-part's host drops, then
 The primary part (host `primary`: session manager, lifecycle supervisor, one local driver, the
 session clients) runs in namespace `a`; the sub-part `/arm` (host `arm-host`: a board, a DC
 motor and a servo on a simulated chip of its own) in namespace `b`, joined to `a` by the
-impairment link of `viam_session.netfault` (`MultiPartRobot`). Skipped where namespaces cannot
-be used.
+impairment link of `viam_session_harness.netfault` (`MultiPartRobot`). Skipped where
+namespaces cannot be used.
 """
 
 from pathlib import Path
@@ -15,8 +15,8 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 
 from viam_session.chips.sim_chip import LineChange, wait_for_line_change
-from viam_session.netfault import ImpairedPair, netns_unavailable_reason
-from viam_session.netfault.multi_part_robot import JsonLines, MultiPartRobot
+from viam_session_harness.netfault import ImpairedPair, netns_unavailable_reason
+from viam_session_harness.netfault.multi_part_robot import JsonLines, MultiPartRobot
 import yaml
 
 from conftest import next_domain  # noqa: I100 - the tests' own helper

@@ -1,10 +1,10 @@
 """
 Network faults against a whole robot: link down, partial loss and delay, manager SIGKILL.
 
-The robot runs in namespace `a` (`viam_session.netfault.remote_robot`) and its client in namespace
-`b`, joined by the impairment link of `viam_session.netfault`, so heartbeats really cross a link
-the test breaks or degrades. The manager SIGKILL test needs no link and runs in the machine's own
-namespace. Skipped where namespaces cannot be used.
+The robot runs in namespace `a` (`viam_session_harness.netfault.remote_robot`) and its client
+in namespace `b`, joined by the impairment link of `viam_session_harness.netfault`, so
+heartbeats really cross a link the test breaks or degrades. The manager SIGKILL test needs no
+link and runs in the machine's own namespace. Skipped where namespaces cannot be used.
 """
 
 from pathlib import Path
@@ -14,9 +14,9 @@ from typing import Iterator, Tuple
 from lifecycle_msgs.msg import State
 import pytest
 
-from viam_session.netfault import ImpairedPair, netns_unavailable_reason
-from viam_session.netfault.remote_robot_process import RemoteRobotProcess
-from viam_session.sim_robot import SimRobot
+from viam_session_harness.netfault import ImpairedPair, netns_unavailable_reason
+from viam_session_harness.netfault.remote_robot_process import RemoteRobotProcess
+from viam_session_harness.sim_robot import SimRobot
 
 from conftest import next_domain  # noqa: I100 - the tests' own helper
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from viam_session.ros_domains import domain_range, DOMAIN_SPAN
+from viam_session_harness.ros_domains import domain_range, DOMAIN_SPAN
 
 
 def test_unset_or_empty_keeps_the_callers_range():

@@ -2,7 +2,7 @@
 
 import struct
 
-from viam_session.netfault.rtps_liveliness import liveliness_writers
+from viam_session_harness.netfault.rtps_liveliness import liveliness_writers
 
 PREFIX = bytes(range(1, 13))
 OTHER_PREFIX = bytes(range(21, 33))

@@ -20,9 +20,9 @@ from lifecycle_msgs.msg import State
 import pytest
 from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension
 
-from viam_session.external_robot import ExternalRobot, GateSpec
 from viam_session.gate.gate_core import GateCore, zero_like
-from viam_session.sim_robot import local_ros_environment
+from viam_session_harness.external_robot import ExternalRobot, GateSpec
+from viam_session_harness.sim_robot import local_ros_environment
 from viam_session_interfaces.msg import SessionEvent
 
 from conftest import next_domain  # noqa: I100 - the tests' own helper

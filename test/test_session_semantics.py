@@ -23,7 +23,7 @@ from std_srvs.srv import Trigger
 
 from viam_session.client import SessionClient
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
-from viam_session.sim_robot import SimRobot
+from viam_session_harness.sim_robot import SimRobot
 from viam_session_interfaces.msg import Heartbeat, SessionEvent
 from viam_session_interfaces.srv import ListSessions, StartSession, StopSessionResources
 

@@ -12,7 +12,7 @@ import pytest
 from supervisor_rig import SupervisorRig
 
 from viam_session.chips.sim_chip import wait_for_line_change
-from viam_session.sim_robot import ClientProcess
+from viam_session_harness.sim_robot import ClientProcess
 
 LEASE_S = 0.5
 # Detection needs one lease after the last assertion; the reaction (lifecycle calls between

@@ -17,7 +17,7 @@ import time
 
 from lifecycle_msgs.msg import State
 
-from viam_session.sim_robot import MotorSpec, SimRobot
+from viam_session_harness.sim_robot import MotorSpec, SimRobot
 from viam_session_interfaces.msg import SessionEvent
 from viam_session_interfaces.srv import ListSessions
 

@@ -20,8 +20,8 @@ from typing import List, Optional
 from lifecycle_msgs.msg import State
 
 from viam_session.chips.sim_chip import read_line_changes
-from viam_session.sim_robot import local_ros_environment, MotorSpec, SimRobot
 from viam_session.time_convert import time_to_seconds
+from viam_session_harness.sim_robot import local_ros_environment, MotorSpec, SimRobot
 from viam_session_interfaces.msg import SessionEvent
 
 __all__ = ['main']

@@ -1,7 +1,7 @@
 """
 Watch a lifecycle supervisor from inside a network namespace: JSON lines out, commands in.
 
-`python -m viam_session.netfault.part_observer [--supervisor FQN] NODE...` runs beside the
+`python -m viam_session_harness.netfault.part_observer [--supervisor FQN] NODE...` runs beside the
 supervisor (in the primary's namespace, where the test process cannot subscribe) and prints one
 JSON object per line with its CLOCK_MONOTONIC arrival time `t_ns` (shared by every namespace):
 

@@ -25,9 +25,9 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-from viam_session.netfault.netns import NetnsPair, stop_process
-from viam_session.netfault.sub_part_host import SubPartHost
 from viam_session.supervisor.tree import load_robot_description
+from viam_session_harness.netfault.netns import NetnsPair, stop_process
+from viam_session_harness.netfault.sub_part_host import SubPartHost
 
 __all__ = ['JsonLines', 'MultiPartRobot']
 
@@ -104,7 +104,7 @@ class MultiPartRobot:
             'spawn_nodes:=true', 'session_manager:=/session_manager',
             *self._supervisor_parameters])
         self.observer = JsonLines(self._run(
-            'observer', ['-m', 'viam_session.netfault.part_observer', *self.nodes],
+            'observer', ['-m', 'viam_session_harness.netfault.part_observer', *self.nodes],
             stdin=subprocess.PIPE))
         self.observer.wait_for(lambda line: line['event'] == 'ready', self.deadline_s,
                                'ready from the observer')

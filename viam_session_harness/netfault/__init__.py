@@ -6,7 +6,7 @@ through an impairment link (TAP devices and a forwarder process) that also drops
 frames by a seeded random law.
 """
 
-from viam_session.netfault.impaired_pair import ImpairedPair
-from viam_session.netfault.netns import netns_unavailable_reason, NetnsError, NetnsPair
+from viam_session_harness.netfault.impaired_pair import ImpairedPair
+from viam_session_harness.netfault.netns import netns_unavailable_reason, NetnsError, NetnsPair
 
 __all__ = ['ImpairedPair', 'NetnsError', 'NetnsPair', 'netns_unavailable_reason']

@@ -37,7 +37,7 @@ from viam_session.client import SessionClient, SessionError
 from viam_session.gate.gate_core import MESSAGE_TYPES
 from viam_session.service_call import call_service
 from viam_session.sessions.manager_node import EVENTS_QOS
-from viam_session.sim_robot import local_ros_environment
+from viam_session_harness.sim_robot import local_ros_environment
 from viam_session_interfaces.msg import Rejection, SessionEvent
 from viam_session_interfaces.srv import ListSessions
 import yaml

@@ -1,12 +1,12 @@
 """
 Many sessions from one client process, for benchmarks across a faulty link.
 
-`python -m viam_session.netfault.session_fleet` runs (in a client namespace) one ROS node that
-holds N sessions with the session manager: one heartbeat writer per session, on a topic of its
-own with the heartbeat QoS of the client library, and one plain thread that asserts every
-writer's liveliness at the client library's rate (`assertion_period_s(window)`), the writers'
-assertions spread evenly over the period. A hundred `SessionClient`s would be a hundred DDS
-participants; this is what they send, at the cost of one.
+`python -m viam_session_harness.netfault.session_fleet` runs (in a client namespace) one ROS
+node that holds N sessions with the session manager: one heartbeat writer per session, on a
+topic of its own with the heartbeat QoS of the client library, and one plain thread that
+asserts every writer's liveliness at the client library's rate (`assertion_period_s(window)`),
+the writers' assertions spread evenly over the period. A hundred `SessionClient`s would be a
+hundred DDS participants; this is what they send, at the cost of one.
 
 It reads commands on stdin, one per line, and prints one JSON line for each (with a
 CLOCK_MONOTONIC `t_ns`, shared by every namespace of the machine):

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Optional, Sequence
 
-from viam_session.netfault.impaired_pair import ImpairedPair
+from viam_session_harness.netfault.impaired_pair import ImpairedPair
 
 __all__ = ['RemoteRobotProcess']
 
@@ -19,9 +19,10 @@ class RemoteRobotProcess:
     """
     A scenario process in the pair's namespace `a` whose clients run in namespace `b`.
 
-    By default `python -m viam_session.netfault.remote_robot B_NS WINDOW_S` (the fault tests);
+    By default `python -m viam_session_harness.netfault.remote_robot B_NS WINDOW_S` (the fault
+    tests);
     `scenario` names another module and its arguments after the client namespace (the fleet
-    robot of `bench/stop_latency.py`: `['viam_session.netfault.fleet_robot', '--motors',
+    robot of `bench/stop_latency.py`: `['viam_session_harness.netfault.fleet_robot', '--motors',
     '32']`).
     """
 
@@ -30,7 +31,8 @@ class RemoteRobotProcess:
         self._log = open(log_path, 'w', encoding='utf-8')
         self._deadline_s = deadline_s
         env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
-        module, *arguments = scenario or ['viam_session.netfault.remote_robot', str(window_s)]
+        module, *arguments = scenario or [
+            'viam_session_harness.netfault.remote_robot', str(window_s)]
         self.process = pair.run(
             pair.a.ns, [sys.executable, '-m', module, pair.b.ns, *arguments], env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True)

@@ -1,7 +1,7 @@
 """
 A robot with many actuators whose many sessions come from another network namespace.
 
-`python -m viam_session.netfault.fleet_robot CLIENT_NS [--motors K]` runs in the robot's
+`python -m viam_session_harness.netfault.fleet_robot CLIENT_NS [--motors K]` runs in the robot's
 namespace: the session manager, K DC motor drivers `/motor0` ... on one simulated chip (a
 `SimRobot`), and a lifecycle supervisor process watching the drivers (it neither spawns nor
 starts them: the robot does). The sessions come from a `session_fleet` process started in
@@ -43,8 +43,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from builtin_interfaces.msg import Time
 
 from viam_session.chips.sim_chip import CHANGES_FILE, LineChange
-from viam_session.netfault.session_fleet import actuator_name, owner_of
-from viam_session.sim_robot import MotorSpec, SimRobot
+from viam_session_harness.netfault.session_fleet import actuator_name, owner_of
+from viam_session_harness.sim_robot import MotorSpec, SimRobot
 from viam_session_interfaces.msg import SessionEvent
 from viam_session_interfaces.srv import ListSessions
 
@@ -153,7 +153,7 @@ class FleetProcess:
         self._log = open(log_path, 'a', encoding='utf-8')
         self.process = subprocess.Popen(
             ['ip', 'netns', 'exec', client_ns, sys.executable, '-m',
-             'viam_session.netfault.session_fleet'], env=env, stdin=subprocess.PIPE,
+             'viam_session_harness.netfault.session_fleet'], env=env, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._log, text=True)
         self._lines: 'queue.Queue[dict]' = queue.Queue()
         self._owed = 0    # answers not read yet (an ask that timed out leaves one)

@@ -14,7 +14,7 @@ enters each namespace in turn with `setns(2)` (through ctypes: Python 3.11 has n
 opens `/dev/net/tun` and attaches it to that namespace's TAP, then returns to its own
 namespace. An attached file descriptor stays bound to its device wherever the process runs.
 
-Run as `python -m viam_session.netfault.impairment NS_A TAP_A NS_B TAP_B [--seed N]
+Run as `python -m viam_session_harness.netfault.impairment NS_A TAP_A NS_B TAP_B [--seed N]
 [--loss P] [--delay S]`. It prints `ready` once both TAPs are open, then reads commands on
 stdin, one per line, and answers each with one line:
 
@@ -47,7 +47,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from viam_session.netfault.rtps_liveliness import liveliness_writers
+from viam_session_harness.netfault.rtps_liveliness import liveliness_writers
 
 __all__ = ['Forwarder', 'main', 'open_tap']
 

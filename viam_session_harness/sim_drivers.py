@@ -4,8 +4,8 @@ Driver processes on a simulated chip, and an observer node, for tests and benchm
 `DriverProcess` runs one driver executable as a process of its own on a simulated chip. The
 `DriverObserver` (in this process, in a ROS context of its own) calls the drivers' lifecycle
 services, publishes their commands and records their JointState messages as they arrive.
-`python -m viam_session.sim_drivers publish ...` is a command publisher process with a chosen
-liveliness QoS, to be killed by a test; it prints `matched` once a driver listens.
+`python -m viam_session_harness.sim_drivers publish ...` is a command publisher process with a
+chosen liveliness QoS, to be killed by a test; it prints `matched` once a driver listens.
 """
 
 import argparse
@@ -34,7 +34,7 @@ from std_msgs.msg import Bool, Float64
 from viam_session.chips.file_watch import FileWatch
 from viam_session.drivers import DRIVER_MODULES
 from viam_session.service_call import call_service
-from viam_session.sim_robot import Stamped
+from viam_session_harness.sim_robot import Stamped
 
 __all__ = ['DRIVER_MODULES', 'DriverObserver', 'DriverProcess', 'command_publisher_qos', 'main']
 
@@ -285,7 +285,7 @@ def _publish_main(options: argparse.Namespace) -> int:
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run `publish`: a command publisher process (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog='python -m viam_session.sim_drivers')
+    parser = argparse.ArgumentParser(prog='python -m viam_session_harness.sim_drivers')
     commands = parser.add_subparsers(dest='command', required=True)
     publish = commands.add_parser('publish', help='publish a command at a rate until killed')
     publish.add_argument('--topic', required=True)

@@ -1,11 +1,11 @@
 """
 A robot whose client runs in another network namespace, for fault tests and benchmarks.
 
-`python -m viam_session.netfault.remote_robot CLIENT_NS WINDOW_S` runs in namespace `a` (the robot:
-session manager, one motor driver, observer); the client process is started in namespace argv[1]
-through `ip netns exec`, so its heartbeats cross the link between the namespaces. argv[2] is the
-window in seconds. The scenario prints JSON lines with CLOCK_MONOTONIC times (shared by every
-namespace):
+`python -m viam_session_harness.netfault.remote_robot CLIENT_NS WINDOW_S` runs in namespace
+`a` (the robot: session manager, one motor driver, observer); the client process is started in
+namespace argv[1] through `ip netns exec`, so its heartbeats cross the link between the
+namespaces. argv[2] is the window in seconds. The scenario prints JSON lines with
+CLOCK_MONOTONIC times (shared by every namespace):
 
 - `ready` once the client's session drives the motor (session id, client pid);
 - after the test writes `fault T_NS` (it broke the link at T_NS): `stopped`, with the instant of
@@ -24,7 +24,7 @@ import time
 from typing import Tuple
 
 from viam_session.chips.sim_chip import LineChange
-from viam_session.sim_robot import ClientProcess, SimRobot
+from viam_session_harness.sim_robot import ClientProcess, SimRobot
 from viam_session_interfaces.msg import SessionEvent
 
 __all__ = ['main']

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Any, Dict, Optional
 
-from viam_session.netfault.netns import ip, NetnsError, NetnsPair
+from viam_session_harness.netfault.netns import ip, NetnsError, NetnsPair
 
 __all__ = ['ImpairedPair']
 
@@ -42,8 +42,8 @@ class ImpairedPair(NetnsPair):
             ip('tuntap', 'add', 'dev', end.dev, 'mode', 'tap', ns=end.ns)
             ip('link', 'set', 'dev', end.dev, 'mtu', str(self.mtu), ns=end.ns)
         self._forwarder = subprocess.Popen(
-            [sys.executable, '-m', 'viam_session.netfault.impairment', self.a.ns, self.a.dev,
-             self.b.ns, self.b.dev, '--seed', str(self.seed)],
+            [sys.executable, '-m', 'viam_session_harness.netfault.impairment',
+             self.a.ns, self.a.dev, self.b.ns, self.b.dev, '--seed', str(self.seed)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self._reply()
         if line != 'ready':

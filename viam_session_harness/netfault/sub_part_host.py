@@ -16,9 +16,9 @@ import subprocess
 from typing import Dict, Mapping
 
 from viam_session.drivers import DRIVER_MODULES
-from viam_session.netfault.netns import NetnsPair
 from viam_session.supervisor.spawner import driver_command
 from viam_session.supervisor.tree import load_robot_description, ManagedNode
+from viam_session_harness.netfault.netns import NetnsPair
 
 __all__ = ['SubPartHost']
 

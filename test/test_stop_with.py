@@ -231,6 +231,8 @@ def test_the_example_stops_gate_arm_and_brake_when_the_session_is_over(example):
                                after_ns=silent_since, what='the brake called')
     assert _brake_stop_reported(rig, expired.t_ns).startswith('stopped: stopped (1 attempt(s)')
     assert rig.call_count('/base/engage_brake') == 1
+    assert "stopping ['/arm', '/base_gate']; stopped with them (stop_with): ['/brake']" in (
+        rig.log('session_manager'))
     arm = rig.robot_node('arm_driver')
     assert arm._state_machine.current_state[1] == 'inactive'
     assert rig.state('base_gate') == State.PRIMARY_STATE_INACTIVE

@@ -520,8 +520,10 @@ class SessionManager(Node):
         drivers deactivate in parallel while the events, the heartbeat subscriptions and the
         logs are seen to.
         """
-        if self._automatic_stop:
-            self._stop([name for stopped in over for name in stopped.owned])
+        owned = [name for stopped in over for name in stopped.owned]
+        stopping = self._stopped_with.expand(owned) if self._automatic_stop else []
+        if stopping:
+            self._stop(stopping)
         for stopped in over:
             self._publish_event(stopped.session, state, stopped.reason, stopped.owned)
         for stopped in over:
@@ -529,9 +531,12 @@ class SessionManager(Node):
         if over:
             # One line for all: on a loaded robot each log call can take milliseconds.
             action = 'stopping' if self._automatic_stop else 'automatic stop is off, not stopping'
+            claimed = set(owned)
+            along = [name for name in stopping if name not in claimed]
             self.get_logger().warning(f'{len(over)} session(s) {STATE_NAMES[state]}: ' + '; '.join(
                 f'{stopped.session.session_id} of {stopped.session.client} ({stopped.reason}), '
-                f'{action} {stopped.owned}' for stopped in over))
+                f'{action} {stopped.owned}' for stopped in over)
+                + (f'; stopped with them (stop_with): {along}' if along else ''))
 
     def close_all_sessions(self, reason: str) -> None:
         """

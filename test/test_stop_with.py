@@ -8,7 +8,9 @@ supervisor managing the gate, and, in this process, a vendor arm lifecycle node 
 brake's std_srvs/Trigger service as the robot's own code (viam_session.external_robot).
 """
 
+from contextlib import contextmanager
 from pathlib import Path
+import socket
 import time
 from typing import Any, Dict, Iterator
 
@@ -142,31 +144,42 @@ def test_actuator_diagnostics_call_the_idle_state_ok():
 # --- the integration example, end to end --------------------------------------------------------
 
 
-@pytest.fixture
-def example(request, tmp_path: Path) -> Iterator[ExternalRobot]:
+def _example_rig(tmp_path: Path) -> ExternalRobot:
     """config/diff_drive_robot.yaml with its gate, a vendor arm driver and a brake service."""
     description = yaml.safe_load(EXAMPLE.read_text(encoding='utf-8'))['robot']
     gate = description['primary']['nodes'][0]
     parameters = {key: value for key, value in gate['parameters'].items()
                   if key not in ('message_type', 'output_topic')}
-    rig = ExternalRobot(
+    return ExternalRobot(
         workdir=tmp_path, domain_id=next_domain(), description=description, window_s=0.5,
         gates=[GateSpec(name='base_gate', output_topic=gate['parameters']['output_topic'],
                         message_type=gate['parameters']['message_type'],
                         parameters=parameters)],
         lifecycle_nodes=['arm_driver'], triggers=['/base/engage_brake'])
+
+
+@contextmanager
+def _running(request, rig: ExternalRobot, **start: Any) -> Iterator[ExternalRobot]:
+    """Start the rig; close it at the end, printing its logs when the test failed."""
     try:
-        rig.start()
-        rig.run('lifecycle_supervisor', 'viam_session.supervisor.supervisor_node', [
-            '-p', f'robot_description:={rig.description_path}',
-            '-p', 'session_manager:=/session_manager', '-p', 'autostart:=true'])
+        rig.start(**start)
         yield rig
     finally:
         rig.close()
         report = getattr(request.node, 'report_call', None)
         if report is None or report.failed:
-            for log in sorted(tmp_path.glob('*.log')):
+            for log in sorted(rig.workdir.glob('*.log')):
                 print(f'--- {log.name}\n{log.read_text()}')
+
+
+@pytest.fixture
+def example(request, tmp_path: Path) -> Iterator[ExternalRobot]:
+    """Run the example robot, with the lifecycle supervisor managing its gate."""
+    with _running(request, _example_rig(tmp_path)) as rig:
+        rig.run('lifecycle_supervisor', 'viam_session.supervisor.supervisor_node', [
+            '-p', f'robot_description:={rig.description_path}',
+            '-p', 'session_manager:=/session_manager', '-p', 'autostart:=true'])
+        yield rig
 
 
 def _status(rig: ExternalRobot, name: str, after_ns: int, what: str, **expected: Any):
@@ -264,3 +277,33 @@ def test_the_example_stops_gate_arm_and_brake_when_the_session_is_over(example):
     assert sorted(second.end()) == ['/base_gate', '/brake']
     assert rig.call_count('/base/engage_brake') == 2
     assert arm._state_machine.current_state[1] == 'active'     # not claimed: left running
+
+
+def test_the_brake_is_engaged_with_the_gate_when_the_robot_loses_connectivity(
+        request, tmp_path):
+    """A remote session owns only the gate; the robot's probe fails: gate zeros, brake once."""
+    listener = socket.create_server(('127.0.0.1', 0))
+    port = listener.getsockname()[1]
+    try:
+        probe = [f'connectivity_probe:=127.0.0.1:{port}', 'connectivity_period_s:=0.05',
+                 'connectivity_probe_timeout_s:=0.2']
+        with _running(request, _example_rig(tmp_path), manager_parameters=probe) as rig:
+            remote = rig.client('operator')
+            remote.claim('/base_gate')
+            rig.wait_owned(remote.session_id, ['/base_gate'])
+            lost_ns = time.monotonic_ns()
+            listener.close()       # the robot's uplink is gone
+            closed = rig.wait_for_event(remote.session_id, SessionEvent.CLOSED_BY_ROBOT)
+            assert 'robot lost connectivity' in closed.item.reason
+            rig.transitions.wait_for(
+                lambda item: item == ('base_gate', State.PRIMARY_STATE_INACTIVE),
+                after_ns=lost_ns, what='the gate deactivated')
+            brake = rig.calls.wait_for(lambda call: call[0] == '/base/engage_brake',
+                                       after_ns=lost_ns, what='the brake called')
+            assert _brake_stop_reported(rig, closed.t_ns).startswith('stopped')
+            assert rig.call_count('/base/engage_brake') == 1
+            assert rig.robot_node('arm_driver')._state_machine.current_state[1] == 'active'
+            print(f'brake called {_ms(brake.wall_ns, closed.item.stamp):.1f} ms after the '
+                  'closed-by-robot event stamp')
+    finally:
+        listener.close()

@@ -20,8 +20,8 @@ from lifecycle_msgs.msg import State
 import pytest
 
 from viam_session.external_robot import ExternalRobot, GateSpec
-from viam_session.sessions.described_resources import described_resources, StoppedWith
-from viam_session.sessions.diagnostics import actuator_status, ActuatorView, IDLE
+from viam_session.sessions.described_resources import described_resources, IDLE, StoppedWith
+from viam_session.sessions.diagnostics import actuator_status, ActuatorView
 from viam_session.supervisor import parse_robot_description, RobotDescriptionError
 from viam_session_interfaces.msg import SessionEvent
 import yaml

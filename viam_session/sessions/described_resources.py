@@ -6,12 +6,16 @@ from typing import Dict, Iterable, List, Mapping, Tuple
 from viam_session.supervisor.tree import (
     ExternalResource, load_robot_description, PartsTree, RobotDescriptionError)
 
-__all__ = ['ACTUATOR_DRIVERS', 'DescribedResources', 'StoppedWith', 'described_resources']
+__all__ = ['ACTUATOR_DRIVERS', 'DescribedResources', 'IDLE', 'StoppedWith',
+           'described_resources']
 
 # Driver types whose nodes a session drives through `<node>/command`, by command type: the
 # GPIO output takes std_msgs/Bool (value != 0 is on), the others std_msgs/Float64.
 ACTUATOR_DRIVERS: Mapping[str, str] = {'dc_motor': 'float64', 'servo': 'float64',
                                        'gpio_output': 'bool', 'session_gate': 'float64'}
+# How the manager's and the supervisor's diagnostics call such an actuator when no session owns
+# it and the manager has stopped it: the robot's resting state between sessions, not a fault.
+IDLE = 'inactive (idle: no session)'
 
 
 class StoppedWith:

@@ -5,12 +5,10 @@ from typing import Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+from viam_session.sessions.described_resources import IDLE
 from viam_session.sessions.table import Session
 
-__all__ = ['ActuatorView', 'IDLE', 'actuator_status', 'session_status']
-
-# An actuator no session owns, deactivated by the manager: its resting state, not a fault.
-IDLE = 'inactive (idle: no session)'
+__all__ = ['ActuatorView', 'actuator_status', 'session_status']
 
 
 def session_status(*, name: str, sessions: Sequence[Session], now: float,

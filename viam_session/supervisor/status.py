@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import time
 from typing import Any, Callable, Collection, Deque, Dict, List, Optional, Tuple
 
+from viam_session.sessions.described_resources import IDLE
 from viam_session.supervisor.tree import PartsTree, Respawn
 
-__all__ = ['ERROR', 'IDLE', 'NodeStatus', 'OK', 'RespawnBudget', 'STALE', 'TreeStatus', 'WARN']
+__all__ = ['ERROR', 'NodeStatus', 'OK', 'RespawnBudget', 'STALE', 'TreeStatus', 'WARN']
 
 # diagnostic_msgs/DiagnosticStatus levels, without importing ROS.
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
@@ -29,7 +30,6 @@ UNKNOWN = 'unknown'
 DEAD = 'dead'
 STATE_LEVELS = {'active': OK, 'inactive': WARN, 'unconfigured': WARN, UNKNOWN: WARN,
                 'finalized': WARN}
-IDLE = 'inactive (idle: no session)'
 
 
 class RespawnBudget:

@@ -96,7 +96,8 @@ def test_resources_are_parsed_with_defaults_and_ordered_for_shutdown():
                  "ROS name), got 'diff/drive'", id='bad-controller-name'),
     pytest.param({'name': 'x', 'kind': 'trigger', 'target': '/stop', 'speed': 1},
                  "robot.primary.resources[0] (x): unknown key 'speed' (expected: name, kind, "
-                 'target, controller_manager, timeout_s, retries, depends_on)', id='unknown-key'),
+                 'target, controller_manager, timeout_s, retries, depends_on, stop_with)',
+                 id='unknown-key'),
     pytest.param({'name': 'x', 'kind': 'trigger', 'target': '/stop', 'depends_on': ['nobody']},
                  "robot.primary.resources[0] (x): depends_on 'nobody' is not a node or "
                  "resource of part 'base'", id='unknown-dependency'),

@@ -121,6 +121,7 @@ def test_a_failing_node_stops_the_ramp_up_and_leaves_started_nodes_inactive(
     assert 'gpiochip' in started.message or 'chip' in started.message
     nodes = rig.state()['nodes']
     assert nodes['/board']['state'] == 'inactive'
+    assert nodes['/board']['idle'] is False     # should be active: WARN, not idle between sessions
     assert nodes['/motor']['state'] == 'unconfigured'
     assert nodes['/motor']['error'], nodes['/motor']
     for fqn in ('/arm/servo_board', '/arm/shoulder', '/arm/gripper/finger'):

@@ -101,3 +101,28 @@ def test_the_spawner_runs_every_gpio_driver_type() -> None:
     assert gpio_types <= set(DRIVER_MODULES)
     for module in DRIVER_MODULES.values():
         assert importlib.util.find_spec(module) is not None, module
+
+
+def test_an_actuator_at_rest_between_sessions_is_idle_and_ok(tmp_path: Path) -> None:
+    """Inactive is OK for an actuator allowed to rest, WARN otherwise; faults stay faults."""
+    status = TreeStatus(_tree(tmp_path))
+    status.set_state('/board', 'active')
+    status.set_state('/motor', 'inactive')
+    assert status.part_level('base') == (WARN, '/motor: inactive')   # not up: startup failed
+    assert status.allow_rest(['/motor'])
+    assert not status.allow_rest(['/motor'])
+    motor = status.nodes['/motor']
+    assert (motor.level, motor.message()) == (OK, 'inactive (idle: no session)')
+    assert status.part_level('base') == (OK, '1 node(s) active, 1 idle (no session)')
+    assert status.listing()['nodes']['/motor']['idle'] is True
+    status.set_state('/motor', 'unconfigured')
+    assert motor.level == WARN                                       # not its resting state
+    status.set_state('/motor', 'inactive', 'activate failed')
+    assert motor.level == ERROR
+    status.set_state('/motor', 'inactive')
+    status.set_alive('/motor', False)
+    assert motor.level == ERROR
+    status.allow_rest([])
+    status.set_alive('/motor', True)
+    status.set_state('/motor', 'inactive')
+    assert (motor.level, motor.message()) == (WARN, 'inactive')      # held down, or stopping

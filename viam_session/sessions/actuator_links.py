@@ -53,6 +53,7 @@ class ActuatorLink:
         self.stops = 0  # stops requested so far: an activation older than a stop is stale
         self.pending_value = 0.0
         self.last_value: Optional[float] = None
+        self.problem = ''  # the last stop or reactivation that failed, for diagnostics
 
     def send(self, value: float) -> None:
         self.last_value = value

@@ -1,12 +1,14 @@
-"""The session manager's `/diagnostics` status: live sessions, their age and what they own."""
+"""The session manager's `/diagnostics` statuses: sessions, and the actuators it stops."""
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
+from viam_session.sessions.described_resources import IDLE
 from viam_session.sessions.table import Session
 
-__all__ = ['session_status']
+__all__ = ['ActuatorView', 'actuator_status', 'session_status']
 
 
 def session_status(*, name: str, sessions: Sequence[Session], now: float,
@@ -36,3 +38,39 @@ def session_status(*, name: str, sessions: Sequence[Session], now: float,
     return DiagnosticStatus(
         level=DiagnosticStatus.WARN if problems else DiagnosticStatus.OK, name=name,
         message='; '.join([summary, *problems]), hardware_id='', values=values)
+
+
+@dataclass(frozen=True)
+class ActuatorView:
+    """What the manager knows of one actuator it stops."""
+
+    name: str
+    owner: Optional[str]    # the id of the session that owns it
+    stopped: bool           # deactivated by the manager and not activated again since
+    problem: str = ''       # the last stop or reactivation that failed; '' once one worked
+
+
+def actuator_status(*, name: str, actuators: Sequence[ActuatorView]) -> DiagnosticStatus:
+    """
+    Describe the actuators for rqt_robot_monitor; ROS-free apart from the message types.
+
+    An actuator no session owns is idle, and inactive once the manager stopped it: the
+    robot's resting state between sessions, so OK. WARN while a stop or a reactivation failed
+    (the actuator may still run, or a live session cannot drive it).
+    """
+    values = []
+    for actuator in actuators:
+        if actuator.problem:
+            text = actuator.problem
+        elif actuator.owner is not None:
+            text = (f'inactive, activating for session {actuator.owner[:8]}' if actuator.stopped
+                    else f'owned by session {actuator.owner[:8]}')
+        else:
+            text = IDLE if actuator.stopped else 'idle: no session'
+        values.append(KeyValue(key=actuator.name, value=text))
+    failed = [actuator.name for actuator in actuators if actuator.problem]
+    owned = sum(1 for actuator in actuators if actuator.owner is not None)
+    message = (f'{len(actuators)} actuator(s), {owned} owned by a session'
+               + (f'; failed: {", ".join(failed)}' if failed else ''))
+    return DiagnosticStatus(level=DiagnosticStatus.WARN if failed else DiagnosticStatus.OK,
+                            name=name, message=message, hardware_id='', values=values)

@@ -19,7 +19,9 @@ session_gate nodes are actuators too, and its external resources (`resources:` o
 lifecycle nodes, Trigger and SetBool stop services, ros2_control controllers; see
 `external_resources`) can be *claimed*: a SessionCommand to an external resource's fully
 qualified name (any finite value) makes the session its owner and is relayed nowhere.
-Ownership is the same for both: the latest commander owns.
+Ownership is the same for both: the latest commander owns. A resource with `stop_with` in the
+description is stopped whenever the manager stops one of those, claimed or not (a brake
+engaged whenever the base's gate is stopped; `described_resources.StoppedWith`).
 
 A session must hear from its heartbeat writer within one window of its start; from then on it
 lives while the writer's liveliness holds and expires the moment DDS reports it lost (one lease,
@@ -57,7 +59,7 @@ from viam_session.sessions.actuator_links import ActuatorLink
 from viam_session.sessions.connectivity import ConnectivityWatch
 from viam_session.sessions.connectivity_config import declare_connectivity_watch
 from viam_session.sessions.described_resources import described_resources, DescribedResources
-from viam_session.sessions.diagnostics import session_status
+from viam_session.sessions.diagnostics import actuator_status, ActuatorView, session_status
 from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HEARTBEAT_TYPE, HeartbeatWatch
 from viam_session.sessions.table import (
@@ -160,6 +162,7 @@ class SessionManager(Node):
                                boolean=command_type == 'bool')
             for name, command_type in command_types.items()}
         self._external = ExternalResources(self, described.external, self._waiting)
+        self._stopped_with = described.stopped_with
         clashes = sorted(set(self._links) & set(self._external.names))
         if clashes:
             raise ValueError(f'{clashes} are both actuators and external resources')
@@ -291,8 +294,9 @@ class SessionManager(Node):
         self._detach_heartbeat_topic(request.session_id)
         failed: List[str] = []
         if self._automatic_stop:
-            failed = await self._stop_and_wait(stopped.owned)
-            response.stopped_resources = [name for name in stopped.owned if name not in failed]
+            stopping = self._stopped_with.expand(stopped.owned)
+            failed = await self._stop_and_wait(stopping)
+            response.stopped_resources = [name for name in stopping if name not in failed]
         self._publish_event(stopped.session, SessionEvent.ENDED, stopped.reason, stopped.owned)
         response.success = not failed
         response.message = 'ended' if not failed else f'ended; could not stop {failed}'
@@ -304,7 +308,7 @@ class SessionManager(Node):
             self, request: StopSessionResources.Request,
             response: StopSessionResources.Response) -> StopSessionResources.Response:
         try:
-            names = self._table.resources_to_stop(request.session_id)
+            names = self._stopped_with.expand(self._table.resources_to_stop(request.session_id))
         except SessionError as error:
             response.success, response.message = False, str(error)
             return response
@@ -532,8 +536,10 @@ class SessionManager(Node):
         drivers deactivate in parallel while the events, the heartbeat subscriptions and the
         logs are seen to.
         """
-        if self._automatic_stop:
-            self._stop([name for stopped in over for name in stopped.owned])
+        owned = [name for stopped in over for name in stopped.owned]
+        stopping = self._stopped_with.expand(owned) if self._automatic_stop else []
+        if stopping:
+            self._stop(stopping)
         for stopped in over:
             self._publish_event(stopped.session, state, stopped.reason, stopped.owned)
         for stopped in over:
@@ -541,9 +547,12 @@ class SessionManager(Node):
         if over:
             # One line for all: on a loaded robot each log call can take milliseconds.
             action = 'stopping' if self._automatic_stop else 'automatic stop is off, not stopping'
+            claimed = set(owned)
+            along = [name for name in stopping if name not in claimed]
             self.get_logger().warning(f'{len(over)} session(s) {STATE_NAMES[state]}: ' + '; '.join(
                 f'{stopped.session.session_id} of {stopped.session.client} ({stopped.reason}), '
-                f'{action} {stopped.owned}' for stopped in over))
+                f'{action} {stopped.owned}' for stopped in over)
+                + (f'; stopped with them (stop_with): {along}' if along else ''))
 
     def close_all_sessions(self, reason: str) -> None:
         """
@@ -572,9 +581,9 @@ class SessionManager(Node):
     # --- stopping actuators --------------------------------------------------------------------
 
     def _stop(self, names: Iterable[str]) -> Dict[str, Future]:
-        """Stop every named resource at once; return the pending requests by name."""
+        """Stop every named resource, and what stops with them, at once; return the requests."""
         futures = {}
-        for name in names:
+        for name in self._stopped_with.expand(names):
             if name in self._external:
                 futures[name] = self._external.stop(name)
                 continue
@@ -583,6 +592,7 @@ class SessionManager(Node):
             link.stops += 1
             future = link.deactivate()
             if future is None:
+                link.problem = 'cannot stop: its lifecycle service is not up'
                 self.get_logger().error(f'cannot stop {name}: its lifecycle service is not up')
                 continue
             future.add_done_callback(
@@ -593,7 +603,10 @@ class SessionManager(Node):
     def _log_stop_result(self, name: str, done: Future) -> None:
         result = done.result()
         if result is None or not result.success:
+            self._links[name].problem = 'last stop: deactivate refused (already inactive?)'
             self.get_logger().warning(f'{name} refused to deactivate (was it already inactive?)')
+        else:
+            self._links[name].problem = ''
 
     async def _discovered(self, client_node: str) -> bool:
         """Wait (bounded) until this node knows the client's command writer."""
@@ -614,7 +627,8 @@ class SessionManager(Node):
             self.destroy_timer(poller)
 
     async def _stop_and_wait(self, names: List[str]) -> List[str]:
-        """Stop the actuators and wait (bounded) for them; return the names not confirmed."""
+        """Stop them and what stops with them, wait (bounded); return the names not confirmed."""
+        names = self._stopped_with.expand(names)
         futures = self._stop(names)
         all_done = Future()
 
@@ -652,6 +666,7 @@ class SessionManager(Node):
             return
         future = link.activate()
         if future is None:
+            link.problem = 'cannot reactivate: its lifecycle service is not up'
             self.get_logger().error(f'cannot reactivate {link.name}: lifecycle service not up')
             return
         link.activating = True
@@ -668,8 +683,11 @@ class SessionManager(Node):
                 return
             if done.result() is not None and done.result().success:
                 link.stopped_by_manager = False
+                link.problem = ''
                 if owner is not None:
                     link.send(link.pending_value)
+            else:
+                link.problem = 'reactivation for a new session refused'
 
         future.add_done_callback(on_activated)
 
@@ -681,6 +699,12 @@ class SessionManager(Node):
             now=time.monotonic(), automatic_stop=self._automatic_stop,
             connectivity_lost=self._connectivity_lost)
         statuses = [status]
+        if self._links:
+            statuses.append(actuator_status(
+                name=f'{self.get_fully_qualified_name()}: actuators',
+                actuators=[ActuatorView(name=name, owner=self._table.owner_of(name),
+                                        stopped=link.stopped_by_manager, problem=link.problem)
+                           for name, link in self._links.items()]))
         if self._external.names:
             statuses.append(self._external.status(
                 f'{self.get_fully_qualified_name()}: external resources'))

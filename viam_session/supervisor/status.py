@@ -4,16 +4,21 @@ What the supervisor knows of each managed node, and its recovery budget (no ROS)
 `TreeStatus` holds, per node of a `PartsTree`, the last lifecycle state seen, whether its
 liveliness holds, the last error and the recovery attempts made; it summarises nodes and parts
 as diagnostic levels (OK active, WARN inactive or unconfigured, ERROR dead or failed) and as a
-JSON-ready listing. `RespawnBudget` counts the attempts to bring a failed node back within the
-last `within_s` seconds and says how long to wait before the next one (back-off doubling from
-`backoff_s`), or that there is none.
+JSON-ready listing. One exception: an actuator that sessions stop is idle, and OK, when it is
+inactive while it may rest (`allow_rest`: the supervisor has brought the tree up and does not
+hold the node down itself): the session manager deactivates it when its session is over, and
+that is the robot's resting state between sessions, not a fault.
+`RespawnBudget` counts the attempts to bring a failed node back within the last `within_s`
+seconds and says how long to wait before the next one (back-off doubling from `backoff_s`), or
+that there is none.
 """
 
 from collections import deque
 from dataclasses import dataclass
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Collection, Deque, Dict, List, Optional, Tuple
 
+from viam_session.sessions.described_resources import IDLE
 from viam_session.supervisor.tree import PartsTree, Respawn
 
 __all__ = ['ERROR', 'NodeStatus', 'OK', 'RespawnBudget', 'STALE', 'TreeStatus', 'WARN']
@@ -70,6 +75,13 @@ class NodeStatus:
     error: str = ''
     pid: Optional[int] = None
     parked: bool = False
+    may_rest: bool = False    # an actuator sessions stop, in a tree that is up (allow_rest)
+
+    @property
+    def idle(self) -> bool:
+        """Return whether the node is at rest between sessions (module docstring)."""
+        return (self.may_rest and self.state == 'inactive' and self.alive is not False
+                and not self.error)
 
     @property
     def level(self) -> int:
@@ -77,10 +89,12 @@ class NodeStatus:
             return ERROR
         if self.error:
             return ERROR
+        if self.idle:
+            return OK
         return STATE_LEVELS.get(self.state, ERROR)
 
     def message(self) -> str:
-        text = DEAD if self.alive is False else self.state
+        text = DEAD if self.alive is False else IDLE if self.idle else self.state
         if self.parked:
             text += ', lines parked at their safe level by the supervisor'
         return f'{text}: {self.error}' if self.error else text
@@ -103,6 +117,15 @@ class TreeStatus:
         status.state, status.error = state, error
         return changed
 
+    def allow_rest(self, fqns: Collection[str]) -> bool:
+        """Let exactly these nodes rest inactive as idle (OK); return True if anything changed."""
+        changed = False
+        for fqn, status in self.nodes.items():
+            may_rest = fqn in fqns
+            changed = changed or status.may_rest != may_rest
+            status.may_rest = may_rest
+        return changed
+
     def set_alive(self, fqn: str, alive: bool) -> bool:
         """Record the node's liveliness; return True if it changed."""
         status = self.nodes[fqn]
@@ -119,7 +142,9 @@ class TreeStatus:
             return OK, 'no managed nodes'
         worst = max(node.level for node in nodes)
         if worst == OK:
-            return OK, f'{len(nodes)} node(s) active'
+            idle = sum(1 for node in nodes if node.idle)
+            return OK, f'{len(nodes) - idle} node(s) active' + (
+                f', {idle} idle (no session)' if idle else '')
         names = [node.name for node in nodes if node.level == worst]
         return worst, f'{", ".join(names)}: {self.nodes[names[0]].message()}'
 
@@ -130,7 +155,7 @@ class TreeStatus:
             'parts': {name: {'level': self.part_level(name)[0], 'nodes': list(part.nodes)}
                       for name, part in self._tree.parts.items()},
             'nodes': {fqn: {'part': s.part, 'state': s.state, 'alive': s.alive,
-                            'error': s.error, 'pid': s.pid, 'parked': s.parked,
+                            'error': s.error, 'pid': s.pid, 'parked': s.parked, 'idle': s.idle,
                             'attempts': self.budgets[fqn].attempts}
                       for fqn, s in self.nodes.items()},
         }

@@ -34,7 +34,10 @@ keeps working on each of them.
   shutdown; the default, `stop`, leaves it to the manager, which closes the remote sessions
   and so stops their actuators.
 - `~/get_state` (std_srvs/Trigger): JSON of every node's state, part, liveliness and error.
-- `/diagnostics`: one status per part and per node, at 1 Hz and on every change.
+- `/diagnostics`: one status per part and per node, at 1 Hz and on every change. An actuator
+  the session manager stops (dc_motor, servo, gpio_output, session_gate) that is inactive
+  once the tree is up, and not held down by the supervisor, is idle between sessions: OK
+  `inactive (idle: no session)`, not WARN.
 """
 
 from collections import deque
@@ -62,6 +65,7 @@ from viam_session.chips import ChipError
 from viam_session.drivers.base import alive_qos
 from viam_session.node_runner import run_node
 from viam_session.parameters import declare_bool, declare_float, declare_string
+from viam_session.sessions.described_resources import ACTUATOR_DRIVERS
 from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.manager_node import CONNECTED_QOS
 from viam_session.supervisor.diagnostics import tree_diagnostics
@@ -200,6 +204,7 @@ class LifecycleSupervisor(Node):
         for fqn, state in zip(fqns, states):
             if state is not None:
                 self._status.nodes[fqn].state = state
+        self._status.allow_rest(self._may_rest())
         listing = self._status.listing()
         listing['operation'] = self._operation or ''
         listing['started'] = self._started
@@ -699,7 +704,16 @@ class LifecycleSupervisor(Node):
         self._part_events.publish(String(data=json.dumps(
             {'event': event, 't_ns': time.monotonic_ns(), **fields})))
 
+    def _may_rest(self) -> List[str]:
+        """Return the actuators whose inactive state is rest between sessions, not a fault."""
+        if not self._started or self._stopping:
+            return []
+        held = {fqn for dead, dependents in self._held_down.items() for fqn in [dead, *dependents]}
+        return [fqn for fqn, node in self._tree.nodes.items()
+                if node.driver in ACTUATOR_DRIVERS and fqn not in held]
+
     def _publish_diagnostics(self) -> None:
+        self._status.allow_rest(self._may_rest())
         array = tree_diagnostics(self._status, robot=self._tree.name, host=self._host)
         array.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics.publish(array)

@@ -25,6 +25,7 @@ ROS-free: the lifecycle supervisor node wraps it. A description is YAML (see
             timeout_s: 1.0            # optional, > 0: how long one stop attempt may take
             retries: 1                # optional, >= 0: attempts after a failed or silent one
             depends_on: [left_motor]  # nodes or resources, named as for nodes
+            stop_with: [left_motor]   # optional: stopped whenever a session stop stops these
         parts: []                     # sub-parts, with the same keys as a part
 
 The primary's defaults are namespace '/' and host 'localhost'; without `respawn` a failed node
@@ -43,6 +44,11 @@ through `<controller_manager>/switch_controller`). They share one namespace with
 resource may not take a node's fully qualified name). The session manager stops those a
 session claimed when it is over; the supervisor's ordered shutdown stops each in the step
 that its dependencies and its part allow, as if it were a node; nothing starts them.
+`stop_with` (actuators or resources, named as for `depends_on`, of any part) says what a
+resource is stopped together with: whenever the session manager stops one of them because a
+session is over, it stops the resource too, whether a session claimed it or not (a brake
+engaged with the base's gate). `depends_on` orders the supervisor's shutdown and says nothing
+about that; a resource stopped with itself, directly or through others, is a cycle.
 
 Each driver type names the parameters it cannot run without and those that are GPIO lines. A
 line is held by one node: two nodes on the same host may not name the same line of the same
@@ -93,7 +99,7 @@ _PART_KEYS = ('name', 'namespace', 'host', 'nodes', 'resources', 'parts')
 _NODE_KEYS = ('name', 'driver', 'parameters', 'depends_on', 'liveliness_lease_s', 'respawn')
 _RESPAWN_KEYS = ('max_attempts', 'backoff_s', 'within_s')
 _RESOURCE_KEYS = ('name', 'kind', 'target', 'controller_manager', 'timeout_s', 'retries',
-                  'depends_on')
+                  'depends_on', 'stop_with')
 RESOURCE_KINDS = ('lifecycle_node', 'trigger', 'set_bool', 'controller')
 DEFAULT_CONTROLLER_MANAGER = '/controller_manager'
 DEFAULT_RESOURCE_TIMEOUT_S = 1.0
@@ -177,6 +183,7 @@ class ExternalResource:
     timeout_s: float = DEFAULT_RESOURCE_TIMEOUT_S
     retries: int = DEFAULT_RESOURCE_RETRIES
     depends_on: Tuple[str, ...] = ()
+    stop_with: Tuple[str, ...] = ()     # fully qualified names (module docstring)
 
     @property
     def fully_qualified_name(self) -> str:
@@ -377,6 +384,7 @@ class _Parser:
         self._node_place: Dict[str, _PartPlace] = {}
         self._resource_place: Dict[str, _PartPlace] = {}
         self._references: Dict[str, List[str]] = {}
+        self._stop_with: Dict[str, List[str]] = {}  # resource -> stop_with as written
         self._parent_entry: Dict[str, Optional[str]] = {}
         self._part_nodes: Dict[str, List[str]] = {}
         self._part_resources: Dict[str, List[str]] = {}
@@ -396,6 +404,8 @@ class _Parser:
             self._part(robot['primary'], 'robot.primary', None, ('/', DEFAULT_HOST))
         self._resolve_references()
         self._check_order()
+        self._resolve_stop_with()
+        self._check_stop_with_cycles()
         return robot.get('name', '')
 
     def _problem(self, label: str, message: str) -> None:
@@ -566,6 +576,7 @@ class _Parser:
         self._node_labels[fqn] = label
         self._resource_place[fqn] = place
         self._references[fqn] = references
+        self._stop_with[fqn] = self._stop_with_names(label, fields)
         self._part_resources[place.entry].append(fqn)
         return fqn
 
@@ -714,6 +725,46 @@ class _Parser:
                           f'{place.name!r}, whose nodes start before and stop after it')
             return None
         return target
+
+    def _stop_with_names(self, label: str, fields: Mapping[str, Any]) -> List[str]:
+        names = self._list(fields, 'stop_with', label)
+        for name in names:
+            if not isinstance(name, str):
+                self._problem(label, f'stop_with entries must be node or resource names, '
+                              f'got {_describe(name)}')
+        return [name for name in names if isinstance(name, str)]
+
+    def _resolve_stop_with(self) -> None:
+        """Name each resource's stop_with in full: nodes or resources, of any part."""
+        members = {**self._node_place, **self._resource_place}
+        for fqn, names in self._stop_with.items():
+            label, place = self._node_labels[fqn], self._resource_place[fqn]
+            resolved = []
+            for name in names:
+                target = name if name.startswith('/') else _join(place.namespace, name)
+                if target in members and (name.startswith('/')
+                                          or members[target].entry == place.entry):
+                    resolved.append(target)
+                    continue
+                elsewhere = [other for other in members if other.rsplit('/', 1)[1] == name]
+                hint = (f"; one of another part is named in full: {', '.join(elsewhere)}"
+                        if elsewhere and not name.startswith('/') else '')
+                where = 'this robot' if name.startswith('/') else f'part {place.name!r}'
+                self._problem(label, f'stop_with {name!r} is not a node or resource of '
+                              f'{where}{hint}')
+            self.resources[fqn] = replace(self.resources[fqn],
+                                          stop_with=tuple(dict.fromkeys(resolved)))
+
+    def _check_stop_with_cycles(self) -> None:
+        """Refuse resources stopped with themselves, naming the first in description order."""
+        needs: Dict[_Vertex, List[_Vertex]] = {fqn: [] for fqn in self.nodes}
+        needs.update({fqn: list(resource.stop_with) for fqn, resource in self.resources.items()})
+        order = list(self.resources)
+        for cycle in _cycles(needs):
+            first = min(cycle, key=order.index)
+            start = cycle.index(first)
+            names = [*cycle[start:], *cycle[:start], first]
+            self._problem(self._node_labels[first], f'stop_with cycle {" -> ".join(names)}')
 
     def _is_below(self, entry: str, ancestor: str) -> bool:
         parent = self._parent_entry[entry]

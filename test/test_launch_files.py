@@ -16,6 +16,9 @@ import re
 from typing import Any, Dict, Iterator, List, Mapping, Set
 
 import pytest
+from viam_session.drivers.diagnostics import driver_status
+from viam_session.supervisor.diagnostics import tree_diagnostics
+from viam_session.supervisor.status import TreeStatus
 from viam_session.supervisor.tree import DRIVER_TYPES, load_robot_description
 import yaml
 
@@ -239,6 +242,33 @@ def test_robot_launch_sets_supervisor_and_manager_parameters_they_declare():
             for key in keys:
                 assert declared_in(sources, key), f'{sources[0]} declares no {key!r}'
     assert checked == 2
+
+
+def test_diagnostic_analyzers_group_every_status_the_package_publishes():
+    """
+    Each kind of status lands in exactly one analyzer of diagnostic_analyzers.yaml.
+
+    GenericAnalyzer's rule: a status belongs to an analyzer when its name contains one of
+    `contains` or starts with one of `startswith`. Driver and supervisor names come from the
+    functions that make them; the manager's and the gate's are built where they publish.
+    """
+    analyzers = yaml.safe_load((ROOT / 'config' / 'diagnostic_analyzers.yaml').read_text(
+        encoding='utf-8'))['analyzers']['ros__parameters']
+    groups = {key: value for key, value in analyzers.items() if isinstance(value, dict)}
+    tree = load_robot_description(ROOT / 'config' / 'two_part_robot.yaml')
+    supervisor = [status.name for status in tree_diagnostics(
+        TreeStatus(tree), robot=tree.name, host='localhost').status]
+    driver = driver_status(node='/arm/shoulder', kind='servo', state='active', backend='sim',
+                           chip='/tmp/chip', lines={}, roles={}, input_levels={},
+                           watchdog=None).name
+    names = [driver, *supervisor, '/session_manager: sessions',
+             '/session_manager: external resources', '/base_gate: session gate']
+    assert any('/parts/' in name for name in supervisor)
+    for name in names:
+        matched = [key for key, group in groups.items()
+                   if any(text in name for text in group.get('contains', []))
+                   or any(name.startswith(text) for text in group.get('startswith', []))]
+        assert len(matched) == 1, f'{name!r} lands in {matched or "Other"}'
 
 
 def perspective_plugins(path: Path) -> Dict[str, List[int]]:

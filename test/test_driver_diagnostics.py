@@ -141,6 +141,21 @@ def test_status_names_the_node_and_chip_and_says_why_outputs_are_safe():
         'line 16 (direction_line)': 'level 0', 'line 22 (line)': 'input, level 1'}
 
 
+def test_lines_with_an_active_level_say_what_their_level_means():
+    """An active-low output at level 0 is on; an input at its active level is active."""
+    lines = {5: LineUse('level', level=0), 6: LineUse('level', level=0),
+             16: LineUse('level', level=1), 22: LineUse('input'), 23: LineUse('input')}
+    roles = {5: 'line', 6: 'enable_line', 16: 'direction_line', 22: 'line', 23: 'line'}
+    status = driver_status(
+        node='/relay', kind='gpio_output', state='active', backend='sim', chip='/tmp/chip',
+        lines=lines, roles=roles, input_levels={22: 0, 23: 1}, watchdog=None,
+        active_levels={5: 0, 6: 1, 22: 1, 23: 1})
+    assert {key: value for key, value in values(status).items() if key.startswith('line')} == {
+        'line 5 (line)': 'level 0 (on)', 'line 6 (enable_line)': 'level 0 (off)',
+        'line 16 (direction_line)': 'level 1', 'line 22 (line)': 'input, level 0 (inactive)',
+        'line 23 (line)': 'input, level 1 (active)'}
+
+
 @pytest.mark.parametrize('state, watchdog, error, level, message', [
     ('active', WatchdogState(timeout_s=0.5), '', DiagnosticStatus.OK,
      'active, waiting for commands'),
@@ -226,13 +241,28 @@ def test_board_enables_its_line_while_active_and_reports_it(rig, listener):
     observer.bring_up('board')
     enabled = rig.wait_for_line(5, 'level', 1.0)
     active, index = listener.wait_for(name, lambda v: v['lifecycle state'] == 'active')
-    assert values(active)['line 5 (enable_line)'] == 'level 1'
+    assert values(active)['line 5 (enable_line)'] == 'level 1 (on)'
     assert 'watchdog' not in values(active)
     assert observer.change_state('board', Transition.TRANSITION_DEACTIVATE)
     rig.wait_for_line(5, 'level', 0.0, after_ns=enabled.t_ns)
     inactive, _ = listener.wait_for(name, lambda v: v['lifecycle state'] == 'inactive',
                                     after=index)
-    assert values(inactive)['line 5 (enable_line)'] == 'level 0'
+    assert values(inactive)['line 5 (enable_line)'] == 'level 0 (off)'
+
+
+def test_estop_diagnostics_say_whether_it_is_active(rig, listener):
+    """A digital input reports its level and what it means (active_level 1: high is active)."""
+    name = '/estop: digital_input driver'
+    observer = rig.start({'estop': ('digital_input', {'line': 22, 'active_level': 1})})
+    with SimChip(rig.chip_dir, holder='test') as world:
+        world.drive_input(22, 0)
+        observer.bring_up('estop')
+        _, index = listener.wait_for(
+            name, lambda v: v.get('line 22 (line)') == 'input, level 0 (inactive)')
+        world.drive_input(22, 1)
+        pressed, _ = listener.wait_for(
+            name, lambda v: v.get('line 22 (line)') == 'input, level 1 (active)', after=index)
+    assert pressed.level == DiagnosticStatus.OK
 
 
 def test_configure_failure_is_reported(rig, listener):

@@ -5,7 +5,7 @@ Every launch file is parsed (AST, never imported): each executable it names for 
 is a console script of setup.py, each YAML or perspective file it names is in `config/`, and
 setup.py installs every launch and config file. Every YAML in `config/` loads: robot
 descriptions validate with `load_robot_description`, parameter files are ROS parameter files
-whose parameters the named nodes declare; the rqt perspective is in rqt's format.
+whose parameters the named nodes declare; the rqt perspectives are in rqt's format.
 """
 
 import ast
@@ -16,12 +16,16 @@ import re
 from typing import Any, Dict, Iterator, List, Mapping, Set
 
 import pytest
+from viam_session.drivers.diagnostics import driver_status
+from viam_session.supervisor.diagnostics import tree_diagnostics
+from viam_session.supervisor.status import TreeStatus
 from viam_session.supervisor.tree import DRIVER_TYPES, load_robot_description
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / 'launch').glob('*.launch.py'))
 CONFIG_YAML = sorted((ROOT / 'config').glob('*.yaml'))
+PERSPECTIVES = sorted((ROOT / 'config').glob('*.perspective'))
 PACKAGE = 'viam_session'
 # Parameter files for nodes of other packages: {file: package}; not checked against our source.
 FOREIGN_PARAMETER_FILES = {'diagnostic_analyzers.yaml': 'diagnostic_aggregator'}
@@ -198,9 +202,10 @@ def test_setup_installs_every_launch_and_config_file():
     """Launch files, YAML files and the rqt perspective are all in data_files."""
     installed = installed_files()
     wanted = {str(path.relative_to(ROOT)) for path in [
-        *LAUNCH_FILES, *CONFIG_YAML, *(ROOT / 'config').glob('*.perspective')]}
+        *LAUNCH_FILES, *CONFIG_YAML, *PERSPECTIVES]}
     assert wanted - installed == set()
     assert 'config/viam_session.perspective' in wanted
+    assert 'config/viam_session_robot_monitor.perspective' in wanted
 
 
 @pytest.mark.parametrize('path', CONFIG_YAML, ids=lambda path: path.name)
@@ -239,19 +244,73 @@ def test_robot_launch_sets_supervisor_and_manager_parameters_they_declare():
     assert checked == 2
 
 
-def test_rqt_perspective_runs_robot_monitor_console_and_topic_monitor():
-    """The perspective is rqt's JSON: pluginmanager/running-plugins as a repr'd dict."""
-    data = json.loads((ROOT / 'config' / 'viam_session.perspective').read_text('utf-8'))
-    manager = data['groups']['pluginmanager']
-    running = manager['keys']['running-plugins']
+def test_diagnostic_analyzers_group_every_status_the_package_publishes():
+    """
+    Each kind of status lands in exactly one analyzer of diagnostic_analyzers.yaml.
+
+    GenericAnalyzer's rule: a status belongs to an analyzer when its name contains one of
+    `contains` or starts with one of `startswith`. Driver and supervisor names come from the
+    functions that make them; the manager's and the gate's are built where they publish.
+    """
+    analyzers = yaml.safe_load((ROOT / 'config' / 'diagnostic_analyzers.yaml').read_text(
+        encoding='utf-8'))['analyzers']['ros__parameters']
+    groups = {key: value for key, value in analyzers.items() if isinstance(value, dict)}
+    tree = load_robot_description(ROOT / 'config' / 'two_part_robot.yaml')
+    supervisor = [status.name for status in tree_diagnostics(
+        TreeStatus(tree), robot=tree.name, host='localhost').status]
+    driver = driver_status(node='/arm/shoulder', kind='servo', state='active', backend='sim',
+                           chip='/tmp/chip', lines={}, roles={}, input_levels={},
+                           watchdog=None).name
+    names = [driver, *supervisor, '/session_manager: sessions',
+             '/session_manager: actuators', '/session_manager: external resources',
+             '/base_gate: session gate']
+    assert any('/parts/' in name for name in supervisor)
+    for name in names:
+        matched = [key for key, group in groups.items()
+                   if any(text in name for text in group.get('contains', []))
+                   or any(name.startswith(text) for text in group.get('startswith', []))]
+        assert len(matched) == 1, f'{name!r} lands in {matched or "Other"}'
+
+
+def perspective_plugins(path: Path) -> Dict[str, List[int]]:
+    """Return a perspective's running plugins: {'package/Class': [instance serials]}."""
+    data = json.loads(path.read_text(encoding='utf-8'))
+    running = data['groups']['pluginmanager']['keys']['running-plugins']
     assert running['type'] == 'repr'
-    plugins = ast.literal_eval(running['repr'])
-    assert plugins == {'rqt_robot_monitor/RobotMonitor': [1], 'rqt_console/Console': [1],
-                       'rqt_topic/TopicPlugin': [1]}
+    return ast.literal_eval(running['repr'])
+
+
+def stored_bytes(value: Mapping[str, str]) -> bytes:
+    """Return the bytes of a perspective value as rqt reads them (a repr or a QByteArray)."""
+    if value['type'] == 'repr':
+        return repr(ast.literal_eval(value['repr'])).encode()
+    assert value['type'] == 'repr(QByteArray.hex)'
+    text = value['repr(QByteArray.hex)']
+    match = re.fullmatch(r"QtCore\.QByteArray\((b'[0-9a-f]*')\)", text)
+    assert match, f'not a QByteArray in hex: {text[:60]}'
+    return bytes.fromhex(ast.literal_eval(match.group(1)).decode('ascii'))
+
+
+@pytest.mark.parametrize('path', PERSPECTIVES, ids=lambda path: path.name)
+def test_rqt_perspective_is_in_rqt_export_format(path):
+    """
+    Each perspective is rqt's export JSON, as rqt's perspective manager reads it back.
+
+    pluginmanager/running-plugins is a repr'd dict, every plugin instance has its settings
+    group, every value is a repr or a QByteArray in hex, and a saved window layout
+    (mainwindow/state) places exactly the dock widgets of the plugins that run.
+    """
+    data = json.loads(path.read_text(encoding='utf-8'))
+    manager = data['groups']['pluginmanager']
+    plugins = perspective_plugins(path)
+    assert plugins, f'{path.name} runs no plugin'
+    docks = []
     for plugin_id, serials in plugins.items():
+        assert re.fullmatch(r'\w+/\w+', plugin_id), plugin_id
         for serial in serials:     # instance settings, as rqt names them
-            group = f'plugin__{plugin_id.replace("/", "__")}__{serial}'
-            assert set(manager['groups'][group]) == {'keys', 'groups'}
+            instance = f'{plugin_id.replace("/", "__")}__{serial}'
+            assert set(manager['groups'][f'plugin__{instance}']) == {'keys', 'groups'}
+            docks.append(instance)
 
     def values(node: Mapping[str, Any]) -> Iterator[Mapping[str, str]]:
         yield from node['keys'].values()
@@ -259,5 +318,30 @@ def test_rqt_perspective_runs_robot_monitor_console_and_topic_monitor():
             yield from values(group)
 
     for value in values(data):
-        assert value['type'] == 'repr'
-        ast.literal_eval(value['repr'])
+        stored_bytes(value)
+    window = data['groups'].get('mainwindow')
+    if window is not None:
+        state = stored_bytes(window['keys']['state'])     # names are QStrings, UTF-16BE
+        placed = {name for offset in (0, 1) for name in re.findall(
+            r'(rqt_\w+?__\w+?__\d+)__', state[offset:].decode('utf-16-be', errors='replace'))}
+        assert placed == set(docks), f'{path.name}: the layout places {sorted(placed)}'
+
+
+def test_rqt_perspectives_show_the_diagnostics_with_and_without_the_aggregator():
+    """
+    One perspective reads /diagnostics itself, one shows the aggregator's /diagnostics_agg.
+
+    Runtime Monitor, Console and Topic Monitor work on any install; Robot Monitor needs
+    diagnostic_aggregator and has a perspective of its own, because it spins rqt's shared
+    node from the Qt thread once a second, which slowed Topic Monitor beside it to 1 Hz.
+    """
+    config = ROOT / 'config'
+    assert perspective_plugins(config / 'viam_session.perspective') == {
+        'rqt_runtime_monitor/RuntimeMonitor': [1], 'rqt_console/Console': [1],
+        'rqt_topic/TopicPlugin': [1]}
+    assert perspective_plugins(config / 'viam_session_robot_monitor.perspective') == {
+        'rqt_robot_monitor/RobotMonitor': [1]}
+    for path in PERSPECTIVES:
+        plugins = perspective_plugins(path)
+        if 'rqt_robot_monitor/RobotMonitor' in plugins:
+            assert len(plugins) == 1, f'{path.name}: Robot Monitor would slow {plugins}'

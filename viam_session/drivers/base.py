@@ -39,7 +39,7 @@ first stops the outputs; the event fires only once no matching publisher is aliv
 import atexit
 import re
 import threading
-from typing import Any, Optional, Protocol, Tuple
+from typing import Any, Dict, Optional, Protocol, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
@@ -226,6 +226,10 @@ class LifecycleDriver(LifecycleNode):
         """Return whether a command drives the outputs now."""
         return False
 
+    def active_levels(self) -> Dict[int, int]:
+        """Return {line: level meaning on or active} for the lines whose level has a meaning."""
+        return {}
+
     def diagnostic_status(self, *, read_inputs: bool = True) -> DiagnosticStatus:
         """Return this driver's status: lifecycle state, lines (inputs read), watchdog."""
         parameters = {name: parameter.value
@@ -247,7 +251,7 @@ class LifecycleDriver(LifecycleNode):
             state=self._state_machine.current_state[1], backend=self._chip_backend,
             chip=self._chip_name, lines=lines, roles=line_roles(parameters),
             input_levels=levels, watchdog=watchdog, driving=driving,
-            error=self._configure_error)
+            error=self._configure_error, active_levels=self.active_levels())
 
     def publish_diagnostics(self) -> None:
         """Publish the status on /diagnostics."""

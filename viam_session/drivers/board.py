@@ -10,7 +10,7 @@ its dependents. State on `~/joint_state` (sensor_msgs/JointState, position 1.0 e
 
 import math
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 
@@ -57,6 +57,9 @@ class BoardDriver(LifecycleDriver):
         if self._enable_line < 0:
             return _NoLine()
         return GpioOutput(chip=chip, line=self._enable_line, active_level=self._active_level)
+
+    def active_levels(self) -> Dict[int, int]:
+        return {self._enable_line: self._active_level} if self._enable_line >= 0 else {}
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:

@@ -7,7 +7,9 @@ ROS-free apart from the message types, like `sessions.diagnostics`. Two pieces:
   driver last put on each line it holds (level, PWM duty and frequency, servo pulse, input),
   so the status shows the outputs as the driver set them, for every driver alike;
 - `driver_status()`, the one DiagnosticStatus of a driver, named `<node fqn>: <kind> driver`
-  (as the session manager's `<node fqn>: sessions`), `hardware_id` the chip.
+  (as the session manager's `<node fqn>: sessions`), `hardware_id` the chip. A line whose
+  driver has an active level says what its level means: `level 0 (on)` for an active-low
+  output, `input, level 1 (active)`, so an e-stop or a relay reads without its wiring.
 
 Levels: OK while the driver works as configured (active, or inactive / unconfigured with the
 outputs at their safe level); WARN when the command watchdog tripped (outputs safe because the
@@ -150,14 +152,17 @@ def driver_status(*, node: str, kind: str, state: str, backend: str, chip: str,
                   lines: Mapping[int, LineUse], roles: Mapping[int, str],
                   input_levels: Mapping[int, int],
                   watchdog: Optional[WatchdogState], driving: bool = False,
-                  error: str = '') -> DiagnosticStatus:
+                  error: str = '',
+                  active_levels: Optional[Mapping[int, int]] = None) -> DiagnosticStatus:
     """
     Describe one driver for rqt_robot_monitor (see the module docstring for the levels).
 
     `node` is the fully qualified node name, `kind` the driver type (dc_motor, servo, ...),
     `state` the lifecycle state label, `lines` what the driver last put on the lines it holds,
     `roles` the parameter naming each line, `input_levels` the levels read from its inputs,
-    `watchdog` None for drivers without commands, `error` the last configure failure.
+    `watchdog` None for drivers without commands, `error` the last configure failure,
+    `active_levels` the level that means on (outputs) or active (inputs) of the lines that
+    have one.
     """
     level, message = _summary(state, lines, watchdog, driving, error)
     values = [KeyValue(key='lifecycle state', value=state),
@@ -165,10 +170,16 @@ def driver_status(*, node: str, kind: str, state: str, backend: str, chip: str,
     if watchdog is not None:
         values.append(KeyValue(key='watchdog', value=watchdog.describe()))
         values.append(KeyValue(key='driving', value='yes' if driving else 'no'))
+    active_levels = active_levels or {}
     for line, use in sorted(lines.items()):
         text = use.describe()
         if use.kind == 'input' and line in input_levels:
             text = f'input, level {input_levels[line]}'
+            if line in active_levels:
+                text += ' (active)' if input_levels[line] == active_levels[line] \
+                    else ' (inactive)'
+        elif use.kind == 'level' and line in active_levels:
+            text += ' (on)' if use.level == active_levels[line] else ' (off)'
         values.append(KeyValue(key=_line_key(line, roles), value=text))
     if error:
         values.append(KeyValue(key='last error', value=error))

@@ -10,7 +10,7 @@ active (0 for a switch to ground with a pull-up).
 
 import math
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
@@ -40,6 +40,9 @@ class DigitalInputDriver(LifecycleDriver):
     def create_device(self, chip: Chip) -> DigitalInput:
         return DigitalInput(chip=chip, line=self._line, active_level=self._active_level,
                             on_change=self._on_change)
+
+    def active_levels(self) -> Dict[int, int]:
+        return {self._line: self._active_level}
 
     def joint_values(self) -> Tuple[float, float, float]:
         with self._lock:

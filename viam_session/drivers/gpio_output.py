@@ -9,7 +9,7 @@ State on `~/joint_state` (sensor_msgs/JointState, position 1.0 on, 0.0 off).
 
 import math
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from std_msgs.msg import Bool
 
@@ -39,6 +39,9 @@ class GpioOutputDriver(ActuatorDriver):
     def create_device(self, chip: Chip) -> GpioOutput:
         return GpioOutput(chip=chip, line=self._line, active_level=self._active_level,
                           safe_value=self._safe_value)
+
+    def active_levels(self) -> Dict[int, int]:
+        return {self._line: self._active_level}
 
     def apply(self, device: GpioOutput, value: bool) -> None:
         device.set_value(value)

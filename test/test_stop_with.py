@@ -5,7 +5,7 @@ Unit tests of the description model (resolution, validation, what a stop expands
 the manager's actuator diagnostics; then config/diff_drive_robot.yaml end to end with real
 processes and real DDS: the session manager and the session gate as processes, the lifecycle
 supervisor managing the gate, and, in this process, a vendor arm lifecycle node and the
-brake's std_srvs/Trigger service as the robot's own code (viam_session.external_robot).
+brake's std_srvs/Trigger service as the robot's own code (viam_session_harness.external_robot).
 """
 
 from contextlib import contextmanager
@@ -19,10 +19,10 @@ from geometry_msgs.msg import TwistStamped
 from lifecycle_msgs.msg import State
 import pytest
 
-from viam_session.external_robot import ExternalRobot, GateSpec
 from viam_session.sessions.described_resources import described_resources, IDLE, StoppedWith
 from viam_session.sessions.diagnostics import actuator_status, ActuatorView
 from viam_session.supervisor import parse_robot_description, RobotDescriptionError
+from viam_session_harness.external_robot import ExternalRobot, GateSpec
 from viam_session_interfaces.msg import SessionEvent
 import yaml
 

@@ -2,21 +2,26 @@
 # Sets up everything the demo and the tests need, idempotently:
 #   1. system tools (cmake, a C/C++ compiler, Python headers and venv), installed with apt-get
 #      when missing and possible, named in a clear message otherwise;
-#   2. .venv with the pinned ROS 2 Kilted wheels from PyPI (scripts/requirements.txt);
-#   3. viam_session_interfaces built with CMake and installed into .venv;
-#   4. this package installed into .venv (editable).
-# Each step keeps a stamp (a hash of its inputs) in .venv and is skipped when nothing changed.
+#   2. a venv with the pinned ROS 2 wheels from PyPI (scripts/requirements-<distro>.txt);
+#   3. viam_session_interfaces built with CMake and installed into the venv;
+#   4. this package installed into the venv (editable).
+# ROS_DISTRO (kilted, the default, or jazzy) and PYTHON (default python3) choose the wheels and
+# the interpreter; each combination has a venv of its own (see scripts/venv.sh).
+# Each step keeps a stamp (a hash of its inputs) in the venv and is skipped when nothing changed.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-venv="$repo/.venv"
 say() { printf '[setup %s] %s\n' "$1" "$2"; }
-
-python_bin=${PYTHON:-python3}
+# shellcheck source=venv.sh
+source "$repo/scripts/venv.sh"
 
 # --- 1. system tools -------------------------------------------------------------------------
 missing_debs=()
 command -v "$python_bin" >/dev/null || missing_debs+=(python3)
+if command -v "$python_bin" >/dev/null && [ -z "$(python_version_of "$python_bin")" ]; then
+  echo "setup: $python_bin is on PATH but does not run; set PYTHON=/path/to/python3.x" >&2
+  exit 1
+fi
 command -v cmake >/dev/null || missing_debs+=(cmake)
 command -v c++ >/dev/null || command -v g++ >/dev/null || missing_debs+=(g++)
 command -v cc >/dev/null || command -v gcc >/dev/null || missing_debs+=(gcc)
@@ -40,25 +45,35 @@ else
   say 1/4 "system tools present (cmake, compiler, Python headers)"
 fi
 
-py_ok=$("$python_bin" -c 'import sys; print(int((3, 10) <= sys.version_info[:2] <= (3, 13)))')
-if [ "$py_ok" != 1 ]; then
-  echo "setup: $("$python_bin" --version) found; the ROS 2 Kilted wheels need Python 3.10 to 3.13" >&2
+python_version=$(python_version_of "$python_bin")
+if [[ " $supported_pythons " != *" $python_version "* ]]; then
+  echo "setup: $python_bin is Python $python_version; the ROS 2 $ros_distro wheels need" \
+    "Python ${supported_pythons// /, }" >&2
   echo "setup: set PYTHON=/path/to/python3.x and run again" >&2
   exit 1
 fi
+venv=$(venv_for "$python_version")
+venv_name=$(basename "$venv")
+say 1/4 "ROS 2 $ros_distro on Python $python_version ($python_bin) in $venv_name"
 
 stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
 
 # --- 2. virtual env and wheels ---------------------------------------------------------------
+if [ -x "$venv/bin/python" ] && [ "$(python_version_of "$venv/bin/python")" != "$python_version" ]; then
+  say 2/4 "$venv_name was made by Python $(python_version_of "$venv/bin/python"), not $python_version: making it again"
+  rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/python" ]; then
   say 2/4 "creating $venv"
   "$python_bin" -m venv "$venv"
 fi
-wheels_stamp=$(stamp_of "$repo/scripts/requirements.txt")
+requirements="$repo/scripts/requirements-$ros_distro.txt"
+wheels_stamp=$( (cat "$requirements" "$repo/scripts/requirements-common.txt"; "$venv/bin/python" -V) \
+  | sha256sum | cut -c1-16)
 if [ "$(cat "$venv/.stamp-wheels" 2>/dev/null)" != "$wheels_stamp" ]; then
-  say 2/4 "installing pinned ROS 2 Kilted wheels (about 20 s)"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r "$repo/scripts/requirements.txt" 2> >(grep -v "is ignored: it is neither" >&2)
+  say 2/4 "installing pinned ROS 2 $ros_distro wheels (about 20 s)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" \
+    2> >(grep -v "is ignored: it is neither" >&2)
   rm -f "$venv/.stamp-interfaces" "$venv/.stamp-package"
   echo "$wheels_stamp" > "$venv/.stamp-wheels"
 else
@@ -69,9 +84,9 @@ fi
 iface="$repo/viam_session_interfaces"
 iface_stamp=$(cd "$iface" && stamp_of package.xml CMakeLists.txt msg/* srv/*)
 if [ "$(cat "$venv/.stamp-interfaces" 2>/dev/null)" != "$iface_stamp" ]; then
-  say 3/4 "building viam_session_interfaces into .venv (about 10 s)"
+  say 3/4 "building viam_session_interfaces into $venv_name (about 10 s)"
   # The wheels' exported CMake files name the wheel builder's Python and numpy include paths;
-  # point them at this venv's own (see ../shared/notes/ros2-from-pypi.md).
+  # point them at this venv's own.
   py_include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   np_include=$("$venv/bin/python" -c 'import numpy; print(numpy.get_include())')
   for f in $(grep -lE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$venv"/share/*/cmake/*.cmake || true); do
@@ -99,7 +114,7 @@ fi
 # --- 4. this package -------------------------------------------------------------------------
 package_stamp=$(cd "$repo" && stamp_of setup.py setup.cfg package.xml)
 if [ "$(cat "$venv/.stamp-package" 2>/dev/null)" != "$package_stamp" ]; then
-  say 4/4 "installing viam_session into .venv (editable)"
+  say 4/4 "installing viam_session into $venv_name (editable)"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
     -e "$repo" 2> >(grep -v "is ignored: it is neither" >&2)
   echo "$package_stamp" > "$venv/.stamp-package"

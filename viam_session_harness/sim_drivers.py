@@ -198,15 +198,19 @@ class DriverObserver:
         """
         Ask `name` for a lifecycle transition; True if it succeeded.
 
-        rmw_fastrtps drops a response when the server has not yet matched the client's
-        response reader 100 ms after the request ('failed to send response (timeout)'); the
-        call then never returns, so after 10 s the node's state says how the transition went.
+        The process has the whole timeout to offer its service: on a loaded machine a driver
+        started with others can take more than 10 s to come up. rmw_fastrtps drops a
+        response when the server has not yet matched the client's response reader 100 ms
+        after the request ('failed to send response (timeout)'); the call then never returns,
+        so 10 s after the request the node's state says how the transition went.
         """
+        client = self._lifecycle[name][0]
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise TimeoutError(f'{client.srv_name} is not available after {timeout_s} s')
         request = ChangeState.Request()
         request.transition.id = transition_id
         try:
-            return call_service(self._lifecycle[name][0], request,
-                                min(timeout_s, RESPONSE_TIMEOUT_S)).success
+            return call_service(client, request, min(timeout_s, RESPONSE_TIMEOUT_S)).success
         except TimeoutError:
             if transition_id not in GOAL_STATES:
                 raise

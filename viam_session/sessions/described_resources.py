@@ -21,9 +21,9 @@ class DescribedResources:
     external: Tuple[ExternalResource, ...]
 
 
-def described_resources(path: str) -> DescribedResources:
-    """Read the robot description at `path`; raise RobotDescriptionError (a ValueError)."""
-    tree = load_robot_description(path)
+def described_resources(path: str, *, namespace: str = '/') -> DescribedResources:
+    """Read the description of the robot in `namespace`; raise RobotDescriptionError."""
+    tree = load_robot_description(path, namespace=namespace)
     return DescribedResources(
         actuators={fqn: ACTUATOR_DRIVERS[node.driver] for fqn, node in tree.nodes.items()
                    if node.driver in ACTUATOR_DRIVERS},

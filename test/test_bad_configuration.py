@@ -43,3 +43,21 @@ def test_bad_parameter_is_refused(tmp_path, module, ros_args, expected):
     assert result.returncode == 2, result.stderr
     assert 'bad configuration' in result.stderr and expected in result.stderr
     assert not (tmp_path / 'chip').exists()
+
+
+def test_supervisor_refuses_a_parameter_of_the_wrong_type_before_spawning(tmp_path):
+    """spawn_nodes: a dc_motor given pwm_frequency_hz 'fast' starts nothing, naming the entry."""
+    description = tmp_path / 'robot.yaml'
+    description.write_text(
+        'robot:\n  name: r\n  primary:\n    name: base\n    nodes:\n'
+        '      - name: left_motor\n        driver: dc_motor\n'
+        f'        parameters: {{chip: {tmp_path / "chip"}, pwm_line: 12, direction_line: 16,'
+        ' pwm_frequency_hz: fast}\n', encoding='utf-8')
+    result = subprocess.run(
+        [sys.executable, '-m', 'viam_session.supervisor.supervisor_node', '--ros-args',
+         '-p', f'robot_description:={description}', '-p', 'spawn_nodes:=true'],
+        env=local_ros_environment(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert ('robot.primary.nodes[0] (left_motor): parameter pwm_frequency_hz of driver '
+            "'dc_motor' must be a double, got 'fast' (a string)") in result.stderr
+    assert not (tmp_path / 'chip').exists()

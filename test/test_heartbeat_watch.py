@@ -1,8 +1,14 @@
-"""Unit tests of the heartbeat watch's hand-off of liveliness changes (no DDS needed)."""
+"""The heartbeat watch: hand-off of liveliness changes (no DDS needed), its shard nodes' names."""
 
 import threading
+import time
 from typing import Callable, List, Tuple
 
+import rclpy
+from rclpy.context import Context
+from rclpy.node import Node
+
+from conftest import next_domain  # noqa: I100 - the tests' own helpers
 from viam_session.sessions.heartbeat_watch import HeartbeatWatch
 
 
@@ -99,3 +105,31 @@ def test_changes_from_many_threads_are_all_delivered_once():
     assert sorted(delivered) == sorted(topic for t in topics for topic in t)
     for shard_topics in topics:  # each shard's changes keep their order
         assert [topic for topic in delivered if topic in set(shard_topics)] == shard_topics
+
+
+def test_shard_nodes_keep_their_names_when_the_process_remaps_its_node_name():
+    """`-r __node:=session_manager` (as launch passes) names the manager only, not its shards."""
+    context = Context()
+    rclpy.init(context=context, domain_id=next_domain(),
+               args=['--ros-args', '-r', '__node:=session_manager'])
+    owner = Owner()
+    watch = HeartbeatWatch(
+        context=context, node_name='session_manager_heartbeats', namespace='/robot',
+        post=owner.post, on_liveliness=owner.deliveries.append,
+        on_incompatible=lambda *_: None, on_failure=lambda error: None)
+    observer = Node('observer', context=context, use_global_arguments=False)
+    try:
+        watch.watch('/robot/heartbeat_a', 1.0)
+        wanted = ('session_manager_heartbeats_0', '/robot')
+        deadline = time.monotonic() + 30.0
+        while wanted not in observer.get_node_names_and_namespaces():
+            assert time.monotonic() < deadline, \
+                f'no {wanted} in the graph: {observer.get_node_names_and_namespaces()}'
+            time.sleep(0.05)     # graph polling: rclpy has no graph-change wait in Python
+        names = observer.get_node_names_and_namespaces()
+        assert ('session_manager', '/robot') not in names
+        assert ('session_manager', '/') not in names
+    finally:
+        watch.close()
+        observer.destroy_node()
+        rclpy.shutdown(context=context)

@@ -234,7 +234,7 @@ def test_robot_launch_sets_supervisor_and_manager_parameters_they_declare():
             keys = [key.value for key in node.keys if isinstance(key, ast.Constant)]
             if 'robot_description' in keys and 'spawn_nodes' in keys:
                 sources = NODE_SOURCES['lifecycle_supervisor']
-            elif 'default_window_s' in keys:
+            elif 'robot_description' in keys:
                 sources = NODE_SOURCES['session_manager']
             else:
                 continue
@@ -242,6 +242,38 @@ def test_robot_launch_sets_supervisor_and_manager_parameters_they_declare():
             for key in keys:
                 assert declared_in(sources, key), f'{sources[0]} declares no {key!r}'
     assert checked == 2
+
+
+def test_launch_arguments_set_parameters_the_nodes_declare():
+    """given_overrides (launch_plan.py) sets manager and supervisor parameters they declare."""
+    from viam_session.launch_plan import given_overrides
+    manager, supervisor = given_overrides(window='1.0', automatic_stop='true', policy='stop',
+                                          policies=('stop',))
+    assert set(manager) == {'default_window_s', 'automatic_stop'}
+    assert set(supervisor) == {'connectivity_loss_policy'}
+    for parameters, node in ((manager, 'session_manager'),
+                             (supervisor, 'lifecycle_supervisor')):
+        for key in [*parameters, 'use_sim_time']:
+            assert key == 'use_sim_time' or declared_in(NODE_SOURCES[node], key), \
+                f'{node} declares no {key!r}'
+
+
+def test_robot_launch_arguments_are_declared_with_descriptions():
+    """Every LaunchConfiguration robot.launch.py reads is a DeclareLaunchArgument."""
+    tree = ast.parse((ROOT / 'launch' / 'robot.launch.py').read_text(encoding='utf-8'))
+    declared = set()
+    read = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            first = node.args[0] if node.args and isinstance(node.args[0], ast.Constant) \
+                else None
+            if node.func.id == 'DeclareLaunchArgument' and first is not None:
+                declared.add(first.value)
+                assert any(keyword.arg == 'description' for keyword in node.keywords)
+            elif node.func.id == 'argument' and first is not None:
+                read.add(first.value)
+    assert read <= declared and len(read) >= 10
+    assert {'namespace', 'params_file', 'use_sim_time', 'log_level', 'window'} <= declared
 
 
 def test_diagnostic_analyzers_group_every_status_the_package_publishes():

@@ -498,6 +498,44 @@ def test_a_big_tree_orders_correctly():
     pytest.param(
         [('robot.primary.parts[0].host', ' ')],
         "robot.primary.parts[0] (arm): host must be a non-empty string, got ' '", id='host'),
+    pytest.param(
+        [('robot.primary.nodes[1].parameters.pwm_frequency_hz', 'fast')],
+        "robot.primary.nodes[1] (left_motor): parameter pwm_frequency_hz of driver 'dc_motor' "
+        "must be a double, got 'fast' (a string)", id='double-given-a-string'),
+    pytest.param(
+        [('robot.primary.nodes[0].parameters.active_level', 1.0)],
+        "robot.primary.nodes[0] (board): parameter active_level of driver 'board' must be an "
+        'integer, got 1.0 (a double)', id='integer-given-a-double'),
+    pytest.param(
+        [('robot.primary.parts[0].nodes[1].parameters.max_angle_deg', 'yes')],
+        "robot.primary.parts[0].nodes[1] (shoulder): parameter max_angle_deg of driver 'servo' "
+        "must be a double, got 'yes' (a string)", id='servo-double-given-a-string'),
+    pytest.param(
+        [('robot.primary.nodes[1].parameters.max_duty', 2.0)],
+        "robot.primary.nodes[1] (left_motor): parameter max_duty of driver 'dc_motor' must be "
+        'in [0.01, 1.0], got 2.0', id='double-out-of-range'),
+    pytest.param(
+        [('robot.primary.nodes[1].parameters.command_timeout_s', math.nan)],
+        "robot.primary.nodes[1] (left_motor): parameter command_timeout_s of driver 'dc_motor' "
+        'must be finite, got nan', id='double-nan'),
+    pytest.param(
+        [('robot.primary.nodes[1].parameters.mode', 'three_pwm')],
+        "robot.primary.nodes[1] (left_motor): parameter mode of driver 'dc_motor' must be one "
+        "of pwm_direction, two_pwm, got 'three_pwm'", id='string-not-a-choice'),
+    pytest.param(
+        [('robot.primary.nodes[1].parameters.use_sim_time', 1)],
+        "robot.primary.nodes[1] (left_motor): parameter use_sim_time of driver 'dc_motor' must "
+        'be a bool, got 1 (an integer)', id='bool-given-an-integer'),
+    pytest.param(
+        [('robot.primary.nodes[1].parameters.joint_name', ['a'])],
+        "robot.primary.nodes[1] (left_motor): parameter joint_name of driver 'dc_motor' must be "
+        'a string, got a list', id='string-given-a-list'),
+    pytest.param(
+        [('robot.primary.nodes[0].parameters.enable_lines', 5)],
+        "robot.primary.nodes[0] (board): driver 'board' has no parameter 'enable_lines' (it "
+        'declares: use_sim_time, start_type_description_service, chip_backend, chip, '
+        'joint_name, liveliness_lease_s, enable_line, active_level)',
+        id='undeclared-parameter'),
 ])
 def test_each_problem_names_the_offending_entry(edits, expected):
     """One problem, one line, beginning with where it is in the description."""
@@ -640,3 +678,65 @@ def test_an_enable_line_of_minus_one_means_none():
         {'name': 'right_motor', 'driver': 'dc_motor', 'depends_on': ['board'],
          'parameters': {'pwm_line': 22, 'direction_line': 23, 'enable_line': -1}})
     assert '/right_motor' in parse_robot_description(description).nodes
+
+
+def test_an_integer_given_for_a_double_parameter_becomes_a_double():
+    """The node gets the double it declares (rclpy refuses an integer for a double)."""
+    tree = parse_robot_description(edited(
+        ('robot.primary.nodes[1].parameters.pwm_frequency_hz', 2000),
+        ('robot.primary.parts[0].nodes[1].parameters.max_angle_deg', 170)))
+    frequency = tree.nodes['/left_motor'].parameters['pwm_frequency_hz']
+    angle = tree.nodes['/arm/shoulder'].parameters['max_angle_deg']
+    assert (frequency, type(frequency), angle, type(angle)) == (2000.0, float, 170.0, float)
+
+
+def test_parameters_of_external_nodes_are_not_checked():
+    """Someone else's node declares what it likes: any name, any type."""
+    description = edited()
+    description['robot']['primary']['nodes'].append(
+        {'name': 'camera', 'driver': 'external', 'parameters': {'fps': 'thirty', 'x': [1]}})
+    tree = parse_robot_description(description)
+    assert dict(tree.nodes['/camera'].parameters) == {'fps': 'thirty', 'x': [1]}
+
+
+def test_a_robot_namespace_takes_every_name_of_the_description_under_it():
+    """Parts, nodes, depends_on, resource targets and controller managers move under /r1."""
+    description = edited(('robot.primary.parts[0].nodes[1].depends_on',
+                          ['servo_board', '/left_motor']))
+    description['robot']['primary']['resources'] = [
+        {'name': 'base_stop', 'kind': 'trigger', 'target': '/base/emergency_stop'},
+        {'name': 'drive', 'kind': 'controller', 'target': 'diff_drive_controller'}]
+    tree = parse_robot_description(description, namespace='/r1')
+    assert list(tree.nodes) == ['/r1/board', '/r1/left_motor', '/r1/arm/servo_board',
+                                '/r1/arm/shoulder']
+    assert tree.nodes['/r1/arm/shoulder'].namespace == '/r1/arm'
+    assert tree.nodes['/r1/arm/shoulder'].depends_on == (
+        '/r1/arm/servo_board', '/r1/left_motor')
+    assert tree.nodes['/r1/left_motor'].depends_on == ('/r1/board',)
+    assert [(part.name, part.namespace) for part in tree.parts.values()] == [
+        ('base', '/r1'), ('arm', '/r1/arm')]
+    stop, drive = tree.resources.values()
+    assert (stop.fully_qualified_name, stop.target) == ('/r1/base_stop',
+                                                        '/r1/base/emergency_stop')
+    assert (drive.target, drive.controller_manager) == ('diff_drive_controller',
+                                                        '/r1/controller_manager')
+    assert tree.startup_waves() == [['/r1/board'], ['/r1/left_motor'],
+                                    ['/r1/arm/servo_board'], ['/r1/arm/shoulder']]
+
+
+def test_a_robot_namespace_changes_nothing_but_names():
+    """The same robot at the root and under /r1/left: the same tree, names aside."""
+    root = parse_robot_description(small_robot())
+    moved = parse_robot_description(small_robot(), namespace='/r1/left')
+    assert [fqn.replace('/r1/left', '', 1) for fqn in moved.nodes] == list(root.nodes)
+    assert [[fqn.replace('/r1/left', '', 1) for fqn in wave]
+            for wave in moved.shutdown_waves()] == root.shutdown_waves()
+
+
+@pytest.mark.parametrize('namespace', ['r1', '/r1/', '', '/1r'])
+def test_a_bad_robot_namespace_is_refused(namespace):
+    """The robot's namespace is absolute, as a node's get_namespace() returns it."""
+    with pytest.raises(RobotDescriptionError) as raised:
+        parse_robot_description(small_robot(), namespace=namespace)
+    assert raised.value.problems == (
+        f'robot namespace {namespace!r} is not an absolute ROS namespace such as /r1',)

@@ -80,6 +80,16 @@ def test_stop_with_follows_chains_and_names_of_other_parts(tmp_path):
     assert StoppedWith().expand(['/a', '/a', '/b']) == ['/a', '/b']
 
 
+def test_stop_with_names_go_under_the_robot_namespace():
+    """In a robot namespaced /r1, a stop_with written /arm/shoulder is /r1/arm/shoulder."""
+    tree = parse_robot_description(_robot(
+        [{**BRAKE, 'stop_with': ['base_gate', '/arm/shoulder']}],
+        parts=[{'name': 'arm', 'namespace': '/arm', 'nodes': [
+            {'name': 'shoulder', 'driver': 'servo', 'parameters': {'pwm_line': 13}}]}]),
+        namespace='/r1')
+    assert tree.resources['/r1/brake'].stop_with == ('/r1/base_gate', '/r1/arm/shoulder')
+
+
 @pytest.mark.parametrize('stop_with, expected', [
     pytest.param(['gate'], "robot.primary.resources[0] (brake): stop_with 'gate' is not a node "
                  "or resource of part 'base'", id='unknown-name'),

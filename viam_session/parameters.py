@@ -1,14 +1,37 @@
 """Helpers to declare node parameters with descriptors (type, description, ranges)."""
 
-from typing import Optional
+from typing import Any, Optional
 
 from rcl_interfaces.msg import (
     FloatingPointRange, IntegerRange, ParameterDescriptor)
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-__all__ = ['declare_bool', 'declare_float', 'declare_int', 'declare_string',
+from viam_session.driver_parameters import ParameterSpec
+
+__all__ = ['declare', 'declare_bool', 'declare_float', 'declare_int', 'declare_string',
            'declare_string_array']
+
+
+def declare(node: Node, spec: ParameterSpec, *, default: Any = None) -> Any:
+    """
+    Declare the parameter `spec` describes and return its value.
+
+    `default` stands in for a spec without one (a default the node computes).
+    """
+    value = spec.default if spec.default is not None else default
+    if spec.dynamic_typing:
+        return node.declare_parameter(spec.name, value, ParameterDescriptor(
+            description=spec.description, dynamic_typing=True)).value
+    if spec.kind is bool:
+        return declare_bool(node, spec.name, value, spec.description)
+    if spec.kind is int:
+        return declare_int(node, spec.name, value, spec.description,
+                           low=int(spec.low), high=int(spec.high))
+    if spec.kind is float:
+        return declare_float(node, spec.name, value, spec.description,
+                             low=spec.low, high=spec.high)
+    return declare_string(node, spec.name, value, spec.description, choices=spec.choices)
 
 
 def declare_bool(node: Node, name: str, default: bool, description: str) -> bool:

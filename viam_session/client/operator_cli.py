@@ -1,11 +1,15 @@
 """
 `viam-session`: look at and manage a robot's sessions from a terminal.
 
-    viam-session list                     # live sessions, their windows and what they own
-    viam-session watch                    # session events as they happen (recent ones first)
-    viam-session start --name me --command /left_motor=0.3   # hold a session until Ctrl-C
-    viam-session end SESSION_ID           # end a session; the robot stops what it owned
-    viam-session stop SESSION_ID          # stop a session's actuators (opt-out robots)
+    ros2 run viam_session viam-session list     # live sessions, their windows, what they own
+    ros2 run viam_session viam-session watch    # session events as they happen (recent first)
+    ros2 run viam_session viam-session start --name me --command /left_motor=0.3  # until Ctrl-C
+    ros2 run viam_session viam-session end SESSION_ID    # end it; the robot stops what it owned
+    ros2 run viam_session viam-session stop SESSION_ID   # stop its actuators (opt-out robots)
+    ros2 run viam_session viam-session --manager /r1/session_manager list   # robot in /r1
+
+Like every executable of a ROS package it is installed in `lib/viam_session`, not on PATH:
+`ros2 run` finds it. Without the ros2 command: `python -m viam_session.client.operator_cli`.
 """
 
 import argparse

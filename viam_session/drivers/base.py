@@ -42,19 +42,19 @@ import threading
 from typing import Any, Dict, Optional, Protocol, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import LivelinessPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Empty, Float64, Header
 
-from viam_session.chips import Chip, CHIP_BACKENDS, ChipError, open_chip
+from viam_session.chips import Chip, ChipError, open_chip
+from viam_session.driver_parameters import ACTUATOR, LIFECYCLE_DRIVER
 from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.drivers.diagnostics import (
     driver_status, line_roles, LineRecord, status_signature, WatchdogState)
 from viam_session.lifecycle_node import GuardedLifecycleNode
-from viam_session.parameters import declare_float, declare_string
+from viam_session.parameters import declare
 from viam_session.time_convert import monotonic_to_ros_time
 
 __all__ = ['ActuatorDriver', 'DIAGNOSTICS_PERIOD_S', 'Device', 'LifecycleDriver', 'alive_qos']
@@ -92,14 +92,10 @@ class LifecycleDriver(GuardedLifecycleNode):
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._chip_backend = declare_string(
-            self, 'chip_backend', 'sim', 'GPIO chip backend.', choices=CHIP_BACKENDS)
+        self._chip_backend = declare(self, LIFECYCLE_DRIVER['chip_backend'])
         # Dynamically typed: `-p chip:=0` on a command line is an integer.
-        self._chip_name = str(self.declare_parameter('chip', '0', ParameterDescriptor(
-            description='For lgpio the gpiochip number; for sim the chip directory.',
-            dynamic_typing=True)).value)
-        self._joint_name = declare_string(
-            self, 'joint_name', self.get_name(), 'Joint name in the published JointState.')
+        self._chip_name = str(declare(self, LIFECYCLE_DRIVER['chip']))
+        self._joint_name = declare(self, LIFECYCLE_DRIVER['joint_name'], default=self.get_name())
         # Held for every use of the device: callbacks run on the executor, edges on the chip's
         # thread, make_safe() on the main thread or at exit.
         self._lock = threading.RLock()
@@ -107,10 +103,7 @@ class LifecycleDriver(GuardedLifecycleNode):
         self._device: Optional[Device] = None
         self._active = False
         self._state_publisher = self.create_lifecycle_publisher(JointState, '~/joint_state', 10)
-        self._liveliness_lease_s = declare_float(
-            self, 'liveliness_lease_s', 1.0, 'Lease of the liveliness the `~/alive` writer '
-            'offers (AUTOMATIC); a supervisor must request a lease at least this long.',
-            low=0.01, high=3600.0)
+        self._liveliness_lease_s = declare(self, LIFECYCLE_DRIVER['liveliness_lease_s'])
         self._alive = self.create_publisher(Empty, '~/alive', alive_qos(self._liveliness_lease_s))
         self._configure_error = ''
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -276,15 +269,10 @@ class ActuatorDriver(LifecycleDriver):
     """
 
     command_type: type = Float64
-    default_command_timeout_s = 0.5
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._command_timeout_s = declare_float(
-            self, 'command_timeout_s', self.default_command_timeout_s,
-            'Self-protection: outputs go safe when no valid command arrived for this long or '
-            'the command publisher lost liveliness (lease = this); 0 switches it off.',
-            low=0.0, high=60.0)
+        self._command_timeout_s = declare(self, ACTUATOR['command_timeout_s'])
         self._driving = False
         self._tripped: Optional[str] = None
         self._watchdog = CommandWatchdog(self, self.command_type, self._on_command,

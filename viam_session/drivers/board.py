@@ -15,10 +15,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 
 from viam_session.chips import Chip, ChipError
+from viam_session.driver_parameters import BOARD
 from viam_session.drivers.base import Device, LifecycleDriver
 from viam_session.drivers.gpio_output_core import GpioOutput
 from viam_session.node_runner import run_node
-from viam_session.parameters import declare_int
+from viam_session.parameters import declare
 
 __all__ = ['BoardDriver', 'main']
 
@@ -46,12 +47,8 @@ class BoardDriver(LifecycleDriver):
 
     def __init__(self, node_name: str = 'board', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._enable_line = declare_int(
-            self, 'enable_line', -1, 'Line enabling the board (on while active); -1: none.',
-            low=-1, high=1023)
-        self._active_level = declare_int(
-            self, 'active_level', 1, 'Line level that enables the board (0: active low).',
-            low=0, high=1)
+        self._enable_line = declare(self, BOARD['enable_line'])
+        self._active_level = declare(self, BOARD['active_level'])
 
     def create_device(self, chip: Chip) -> Device:
         if self._enable_line < 0:

@@ -12,10 +12,11 @@ import sys
 from typing import Any, List, Optional, Tuple
 
 from viam_session.chips import Chip
+from viam_session.driver_parameters import DC_MOTOR
 from viam_session.drivers.base import ActuatorDriver
-from viam_session.drivers.h_bridge import H_BRIDGE_MODES, HBridgeMotor
+from viam_session.drivers.h_bridge import HBridgeMotor
 from viam_session.node_runner import run_node
-from viam_session.parameters import declare_float, declare_int, declare_string
+from viam_session.parameters import declare
 
 __all__ = ['DcMotorDriver', 'main']
 
@@ -25,21 +26,12 @@ class DcMotorDriver(ActuatorDriver):
 
     def __init__(self, node_name: str = 'dc_motor', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._mode = declare_string(
-            self, 'mode', 'pwm_direction', 'H-bridge wiring: PWM + direction line, or two PWM '
-            'lines (pwm_line forward, direction_line reverse).', choices=H_BRIDGE_MODES)
-        self._pwm_line = declare_int(self, 'pwm_line', 12, 'Line carrying PWM to the H-bridge.',
-                                     low=0, high=1023)
-        self._direction_line = declare_int(
-            self, 'direction_line', 16, 'Line selecting direction (1 = reverse); in two_pwm '
-            'mode the reverse PWM line.', low=0, high=1023)
-        self._enable_line = declare_int(
-            self, 'enable_line', -1, 'Line enabling the H-bridge (high while driven); -1: none.',
-            low=-1, high=1023)
-        self._frequency_hz = declare_float(
-            self, 'pwm_frequency_hz', 1000.0, 'PWM frequency.', low=1.0, high=100000.0)
-        self._max_duty = declare_float(
-            self, 'max_duty', 1.0, 'Duty cycle at power 1.', low=0.01, high=1.0)
+        self._mode = declare(self, DC_MOTOR['mode'])
+        self._pwm_line = declare(self, DC_MOTOR['pwm_line'])
+        self._direction_line = declare(self, DC_MOTOR['direction_line'])
+        self._enable_line = declare(self, DC_MOTOR['enable_line'])
+        self._frequency_hz = declare(self, DC_MOTOR['pwm_frequency_hz'])
+        self._max_duty = declare(self, DC_MOTOR['max_duty'])
 
     def create_device(self, chip: Chip) -> HBridgeMotor:
         return HBridgeMotor(

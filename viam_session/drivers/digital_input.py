@@ -16,10 +16,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
 from viam_session.chips import Chip
+from viam_session.driver_parameters import DIGITAL_INPUT
 from viam_session.drivers.base import LifecycleDriver
 from viam_session.drivers.digital_input_core import DigitalInput
 from viam_session.node_runner import run_node
-from viam_session.parameters import declare_int
+from viam_session.parameters import declare
 
 __all__ = ['DigitalInputDriver', 'main']
 
@@ -32,9 +33,8 @@ class DigitalInputDriver(LifecycleDriver):
 
     def __init__(self, node_name: str = 'digital_input', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._line = declare_int(self, 'line', 22, 'Input line.', low=0, high=1023)
-        self._active_level = declare_int(
-            self, 'active_level', 1, 'Line level that means active.', low=0, high=1)
+        self._line = declare(self, DIGITAL_INPUT['line'])
+        self._active_level = declare(self, DIGITAL_INPUT['active_level'])
         self._bool_publisher = self.create_lifecycle_publisher(Bool, '~/state', STATE_QOS)
 
     def create_device(self, chip: Chip) -> DigitalInput:

@@ -15,10 +15,11 @@ from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 
 from viam_session.chips import Chip
+from viam_session.driver_parameters import ENCODER
 from viam_session.drivers.base import LifecycleDriver
 from viam_session.drivers.quadrature import QuadratureEncoder
 from viam_session.node_runner import run_node
-from viam_session.parameters import declare_float, declare_int
+from viam_session.parameters import declare
 
 __all__ = ['EncoderDriver', 'main']
 
@@ -28,14 +29,10 @@ class EncoderDriver(LifecycleDriver):
 
     def __init__(self, node_name: str = 'encoder', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._a_line = declare_int(self, 'a_line', 17, 'Channel A line.', low=0, high=1023)
-        self._b_line = declare_int(self, 'b_line', 27, 'Channel B line.', low=0, high=1023)
-        self._counts_per_revolution = declare_float(
-            self, 'counts_per_revolution', 2048.0,
-            'Counts per turn, counting both edges of both channels (4 x lines per turn).',
-            low=1.0, high=1e9)
-        rate_hz = declare_float(self, 'publish_rate_hz', 50.0, 'JointState messages per second.',
-                                low=0.1, high=1000.0)
+        self._a_line = declare(self, ENCODER['a_line'])
+        self._b_line = declare(self, ENCODER['b_line'])
+        self._counts_per_revolution = declare(self, ENCODER['counts_per_revolution'])
+        rate_hz = declare(self, ENCODER['publish_rate_hz'])
         self._position_velocity = (0.0, 0.0)
         self._timer = self.create_timer(1.0 / rate_hz, self._on_timer,
                                         clock=Clock(clock_type=ClockType.STEADY_TIME))

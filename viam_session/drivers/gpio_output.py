@@ -14,10 +14,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from std_msgs.msg import Bool
 
 from viam_session.chips import Chip
+from viam_session.driver_parameters import GPIO_OUTPUT
 from viam_session.drivers.base import ActuatorDriver
 from viam_session.drivers.gpio_output_core import GpioOutput
 from viam_session.node_runner import run_node
-from viam_session.parameters import declare_bool, declare_int
+from viam_session.parameters import declare
 
 __all__ = ['GpioOutputDriver', 'main']
 
@@ -29,12 +30,9 @@ class GpioOutputDriver(ActuatorDriver):
 
     def __init__(self, node_name: str = 'gpio_output', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._line = declare_int(self, 'line', 23, 'Output line.', low=0, high=1023)
-        self._active_level = declare_int(
-            self, 'active_level', 1, 'Line level that means on (0 for active-low relays).',
-            low=0, high=1)
-        self._safe_value = declare_bool(
-            self, 'safe_value', False, 'Value held outside active and when commands stop.')
+        self._line = declare(self, GPIO_OUTPUT['line'])
+        self._active_level = declare(self, GPIO_OUTPUT['active_level'])
+        self._safe_value = declare(self, GPIO_OUTPUT['safe_value'])
 
     def create_device(self, chip: Chip) -> GpioOutput:
         return GpioOutput(chip=chip, line=self._line, active_level=self._active_level,

@@ -11,11 +11,12 @@ import math
 import sys
 from typing import Any, List, Optional, Tuple
 
-from viam_session.chips import Chip, SERVO_FREQUENCY_RANGE_HZ, SERVO_PULSE_RANGE_US
+from viam_session.chips import Chip
+from viam_session.driver_parameters import SERVO
 from viam_session.drivers.base import ActuatorDriver
 from viam_session.drivers.servo_core import HobbyServo
 from viam_session.node_runner import run_node
-from viam_session.parameters import declare_float, declare_int
+from viam_session.parameters import declare
 
 __all__ = ['ServoDriver', 'main']
 
@@ -25,25 +26,13 @@ class ServoDriver(ActuatorDriver):
 
     def __init__(self, node_name: str = 'servo', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        self._line = declare_int(self, 'pwm_line', 18, 'Line carrying the servo pulses.',
-                                 low=0, high=1023)
-        self._frequency_hz = declare_float(
-            self, 'pwm_frequency_hz', 50.0, 'Servo pulses per second.',
-            low=SERVO_FREQUENCY_RANGE_HZ[0], high=SERVO_FREQUENCY_RANGE_HZ[1])
-        self._min_pulse_us = declare_float(
-            self, 'min_pulse_us', 500.0, 'Pulse width at angle 0.',
-            low=SERVO_PULSE_RANGE_US[0], high=SERVO_PULSE_RANGE_US[1])
-        self._max_pulse_us = declare_float(
-            self, 'max_pulse_us', 2500.0, 'Pulse width at angle travel_deg.',
-            low=SERVO_PULSE_RANGE_US[0], high=SERVO_PULSE_RANGE_US[1])
-        self._travel_deg = declare_float(
-            self, 'travel_deg', 180.0, "The servo's full travel, degrees.", low=1.0, high=360.0)
-        self._min_angle_deg = declare_float(
-            self, 'min_angle_deg', 0.0, 'Smallest angle a command may ask for.',
-            low=0.0, high=360.0)
-        self._max_angle_deg = declare_float(
-            self, 'max_angle_deg', 180.0, 'Largest angle a command may ask for.',
-            low=0.0, high=360.0)
+        self._line = declare(self, SERVO['pwm_line'])
+        self._frequency_hz = declare(self, SERVO['pwm_frequency_hz'])
+        self._min_pulse_us = declare(self, SERVO['min_pulse_us'])
+        self._max_pulse_us = declare(self, SERVO['max_pulse_us'])
+        self._travel_deg = declare(self, SERVO['travel_deg'])
+        self._min_angle_deg = declare(self, SERVO['min_angle_deg'])
+        self._max_angle_deg = declare(self, SERVO['max_angle_deg'])
 
     def create_device(self, chip: Chip) -> HobbyServo:
         return HobbyServo(

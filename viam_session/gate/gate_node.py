@@ -30,12 +30,13 @@ from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 from std_msgs.msg import Empty, Float64, Header
 
+from viam_session.driver_parameters import SESSION_GATE
 from viam_session.drivers.base import alive_qos
 from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.gate.gate_core import GateCore, MESSAGE_TYPES
 from viam_session.lifecycle_node import GuardedLifecycleNode
 from viam_session.node_runner import run_node
-from viam_session.parameters import declare_float, declare_string
+from viam_session.parameters import declare
 
 __all__ = ['SessionGate', 'main']
 
@@ -49,25 +50,12 @@ class SessionGate(GuardedLifecycleNode):
 
     def __init__(self, node_name: str = 'session_gate', **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
-        kind = declare_string(self, 'message_type', 'twist', 'Type of input and output.',
-                              choices=tuple(MESSAGE_TYPES))
-        self._output_topic = declare_string(
-            self, 'output_topic', '/cmd_vel', "The robot's own command topic to relay to.")
-        zero_rate_hz = declare_float(self, 'zero_rate_hz', 20.0,
-                                     'Rate of the zero commands after a close.',
-                                     low=0.1, high=1000.0)
-        self._zero_duration_s = declare_float(
-            self, 'zero_duration_s', 1.0, 'How long zeros are sent after a close; longer than '
-            "the downstream controller's own command timeout (diff_drive_controller: 0.5 s).",
-            low=0.0, high=60.0)
-        self._command_timeout_s = declare_float(
-            self, 'command_timeout_s', 0.5, 'Self-protection: the gate closes when no valid '
-            'command came for this long or the command publisher lost liveliness (lease = '
-            'this); 0 switches it off.', low=0.0, high=60.0)
-        lease_s = declare_float(
-            self, 'liveliness_lease_s', 1.0, 'Lease of the liveliness the `~/alive` writer '
-            'offers (AUTOMATIC); a supervisor must request a lease at least this long.',
-            low=0.01, high=3600.0)
+        kind = declare(self, SESSION_GATE['message_type'])
+        self._output_topic = declare(self, SESSION_GATE['output_topic'])
+        zero_rate_hz = declare(self, SESSION_GATE['zero_rate_hz'])
+        self._zero_duration_s = declare(self, SESSION_GATE['zero_duration_s'])
+        self._command_timeout_s = declare(self, SESSION_GATE['command_timeout_s'])
+        lease_s = declare(self, SESSION_GATE['liveliness_lease_s'])
         self._core = GateCore(kind=kind, zero_rate_hz=zero_rate_hz,
                               zero_duration_s=self._zero_duration_s)
         message_type = MESSAGE_TYPES[kind]

@@ -56,9 +56,9 @@ class DescribedResources:
     stopped_with: StoppedWith = field(default_factory=StoppedWith)
 
 
-def described_resources(path: str) -> DescribedResources:
-    """Read the robot description at `path`; raise RobotDescriptionError (a ValueError)."""
-    tree = load_robot_description(path)
+def described_resources(path: str, *, namespace: str = '/') -> DescribedResources:
+    """Read the description of the robot in `namespace`; raise RobotDescriptionError."""
+    tree = load_robot_description(path, namespace=namespace)
     actuators = {fqn: ACTUATOR_DRIVERS[node.driver] for fqn, node in tree.nodes.items()
                  if node.driver in ACTUATOR_DRIVERS}
     problems = _stop_with_problems(tree, actuators)

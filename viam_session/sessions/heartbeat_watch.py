@@ -70,8 +70,10 @@ class _Shard:
         self._make_events = make_events
         self._on_topic_failure = on_topic_failure
         self._on_failure = on_failure
+        # Not the process's command-line arguments: `-r __node:=session_manager`, as launch
+        # passes to the manager, would otherwise give every shard the manager's name too.
         self._node = Node(node_name, namespace=namespace, context=context,
-                          start_parameter_services=False)
+                          start_parameter_services=False, use_global_arguments=False)
         self._subscriptions: Dict[str, Subscription] = {}
         self._pending: Deque[Tuple[str, str, float]] = deque()
         self._pending_lock = threading.Lock()

@@ -144,9 +144,9 @@ class SessionManager(Node):
         description_path = declare_string(
             self, 'robot_description', '', 'Robot description YAML (as for the supervisor): '
             'its actuator drivers are managed too, and its external resources can be claimed '
-            'and are stopped; empty: none.')
-        described = (described_resources(description_path) if description_path
-                     else DescribedResources(actuators={}, external=()))
+            "and are stopped; empty: none. Its names are under this node's namespace.")
+        described = (described_resources(description_path, namespace=self.get_namespace())
+                     if description_path else DescribedResources(actuators={}, external=()))
         command_types = {**dict.fromkeys(actuators, 'float64'), **described.actuators}
         self._connectivity = declare_connectivity_watch(
             self, on_lost=lambda reason: self._post(self._on_connectivity_lost, reason),

@@ -109,11 +109,12 @@ class LifecycleSupervisor(Node):
             self, 'transition_timeout_s', 10.0, 'How long one node may take to be discovered '
             'and to complete one lifecycle transition.', low=0.1, high=600.0)
         self._session_manager = declare_string(
-            self, 'session_manager', '', 'Fully qualified name of the session manager whose '
-            '~/close_all_sessions ends the ordered shutdown; empty: none.')
+            self, 'session_manager', '', 'Name of the session manager whose '
+            '~/close_all_sessions ends the ordered shutdown (a relative name is in this '
+            "node's namespace); empty: none.")
         if self._session_manager and not self._session_manager.startswith('/'):
-            raise ValueError('session_manager must be a fully qualified node name (start with '
-                             f'/) or empty, got {self._session_manager!r}')
+            self._session_manager = self.resolve_service_name(self._session_manager,
+                                                              only_expand=True)
         self._default_lease_s = declare_float(
             self, 'default_liveliness_lease_s', 1.0, 'Liveliness lease of nodes whose '
             'description gives none.', low=0.01, high=3600.0)
@@ -130,7 +131,8 @@ class LifecycleSupervisor(Node):
         if self._connectivity_policy == 'shutdown' and not self._session_manager:
             raise ValueError("connectivity_loss_policy 'shutdown' needs session_manager (the "
                              'node whose ~/connected reports connectivity)')
-        self._tree = load_robot_description(path)
+        # The description's names are the robot's: under this node's namespace.
+        self._tree = load_robot_description(path, namespace=self.get_namespace())
 
         self._group = ReentrantCallbackGroup()
         self._status = TreeStatus(self._tree)

@@ -79,6 +79,7 @@ from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from viam_session.chips import CHIP_BACKENDS
+from viam_session.driver_parameters import DRIVER_PARAMETERS, ParameterSpec
 import yaml
 
 __all__ = ['DRIVER_TYPES', 'DriverType', 'ExternalResource', 'ManagedNode', 'Part',
@@ -123,11 +124,21 @@ class RobotDescriptionError(ValueError):
 
 @dataclass(frozen=True, kw_only=True)
 class DriverType:
-    """A kind of managed node: parameters it cannot run without, parameters naming GPIO lines."""
+    """
+    A kind of managed node: parameters it cannot run without, parameters naming GPIO lines.
+
+    `parameters` are all it declares, from `driver_parameters` (the table the driver declares
+    them from); empty for 'external', whose parameters are not checked.
+    """
 
     name: str
     required: Tuple[str, ...] = ()
     gpio_lines: Tuple[str, ...] = ()
+    parameters: Mapping[str, ParameterSpec] = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Take the parameters from the driver's own table."""
+        object.__setattr__(self, 'parameters', DRIVER_PARAMETERS.get(self.name, {}))
 
 
 DRIVER_TYPES: Mapping[str, DriverType] = MappingProxyType({driver.name: driver for driver in (
@@ -315,8 +326,13 @@ class PartsTree:
         return order[::-1]
 
 
-def load_robot_description(path: Union[str, 'os.PathLike[str]']) -> PartsTree:
-    """Read a YAML robot description; raise RobotDescriptionError naming the file and line."""
+def load_robot_description(path: Union[str, 'os.PathLike[str]'], *,
+                           namespace: str = '/') -> PartsTree:
+    """
+    Read a YAML robot description; raise RobotDescriptionError naming the file and line.
+
+    `namespace` is the robot's (see `parse_robot_description`).
+    """
     source = str(path)
     try:
         text = Path(path).read_text(encoding='utf-8')
@@ -330,13 +346,23 @@ def load_robot_description(path: Union[str, 'os.PathLike[str]']) -> PartsTree:
         raise RobotDescriptionError(source, [f'{where}{error.problem} (YAML)']) from None
     except yaml.YAMLError as error:
         raise RobotDescriptionError(source, [f'not YAML: {error}']) from None
-    return parse_robot_description(data, source=source)
+    return parse_robot_description(data, source=source, namespace=namespace)
 
 
-def parse_robot_description(data: Mapping[str, Any], *,
-                            source: str = '<data>') -> PartsTree:
-    """Validate a robot description; raise one RobotDescriptionError listing every problem."""
-    parser = _Parser()
+def parse_robot_description(data: Mapping[str, Any], *, source: str = '<data>',
+                            namespace: str = '/') -> PartsTree:
+    """
+    Validate a robot description; raise one RobotDescriptionError listing every problem.
+
+    `namespace` is the robot's own ROS namespace (absolute): the names in a description are
+    the robot's, so every one of them, node and part namespaces, `depends_on` names, resource
+    targets and controller managers, is taken under it ('/arm' in the description of a robot
+    in '/r1' is '/r1/arm').
+    """
+    if not _is_absolute_name(namespace) and namespace != '/':
+        raise RobotDescriptionError(source, [
+            f'robot namespace {namespace!r} is not an absolute ROS namespace such as /r1'])
+    parser = _Parser(namespace)
     name = parser.parse(data)
     if parser.problems:
         raise RobotDescriptionError(source, parser.problems)
@@ -374,7 +400,8 @@ class _PartPlace:
 class _Parser:
     """Build parts and nodes from a description, collecting every problem on the way."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str) -> None:
+        self._robot_namespace = namespace
         self.problems: List[str] = []
         self.parts: List[Part] = []
         self.nodes: Dict[str, ManagedNode] = {}
@@ -401,7 +428,8 @@ class _Parser:
             return ''
         self._check_name(_label('robot', robot.get('name')), 'name', robot.get('name'))
         if 'primary' in robot:
-            self._part(robot['primary'], 'robot.primary', None, ('/', DEFAULT_HOST))
+            self._part(robot['primary'], 'robot.primary', None,
+                       (self._robot_namespace, DEFAULT_HOST))
         self._resolve_references()
         self._check_order()
         self._resolve_stop_with()
@@ -454,7 +482,7 @@ class _Parser:
         namespace, host = inherited
         place = _PartPlace(
             entry=entry, name=name if isinstance(name, str) else '',
-            namespace=self._namespace(label, fields['namespace'])
+            namespace=self._in_robot(self._namespace(label, fields['namespace']))
             if 'namespace' in fields else namespace,
             host=self._host(label, fields['host']) if 'host' in fields else host)
         self._register_part(place, label, parent)
@@ -498,6 +526,12 @@ class _Parser:
                           f"'/' or '/arm/gripper' (names of letters, digits and '_', not starting "
                           f'with a digit, at most {NAMESPACE_MAX_LENGTH} characters)')
         return value
+
+    def _in_robot(self, name: str) -> str:
+        """Return an absolute name of the description as a name under the robot's namespace."""
+        if self._robot_namespace == '/':
+            return name
+        return self._robot_namespace + (name if name != '/' else '')
 
     def _host(self, label: str, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -553,6 +587,8 @@ class _Parser:
         elif not _is_absolute_name(manager):
             self._problem(label, f'controller_manager must be a fully qualified node name, '
                           f'got {_describe(manager)}')
+        else:
+            manager = self._in_robot(manager)
         timeout_s = self._positive(label, 'timeout_s', fields.get('timeout_s'))
         retries = fields.get('retries', DEFAULT_RESOURCE_RETRIES)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -593,7 +629,7 @@ class _Parser:
             self._problem(label, f'target must be the fully qualified {what} name (e.g. '
                           f"'/base/{what}'), got {_describe(target)}")
             return ''
-        return target
+        return self._in_robot(target) if kind != 'controller' else target
 
     def _driver(self, label: str, value: Any) -> Optional[DriverType]:
         if value is None:
@@ -617,12 +653,29 @@ class _Parser:
         parameters = {key: item for key, item in value.items() if item is not None}
         if driver is None:
             return parameters
+        self._check_types(label, parameters, driver)
         for required in driver.required:
             if required not in value:
                 self._problem(label, f'driver {driver.name!r} requires parameter {required!r}')
         if driver.gpio_lines:
             self._claim_lines(label, parameters, driver, host)
         return parameters
+
+    def _check_types(self, label: str, parameters: Dict[str, Any], driver: DriverType) -> None:
+        """Check values against what the driver declares; convert integers given for doubles."""
+        if not driver.parameters:
+            return
+        # Lines and the chip are checked as lines are claimed (_claim_lines).
+        claimed = {'chip_backend', 'chip', *driver.gpio_lines} if driver.gpio_lines else set()
+        for key in [key for key in parameters if isinstance(key, str) and key not in claimed]:
+            spec = driver.parameters.get(key)
+            if spec is None:
+                self._problem(label, f'driver {driver.name!r} has no parameter {key!r} '
+                              f'(it declares: {", ".join(driver.parameters)})')
+                continue
+            parameters[key], wrong = spec.checked(parameters[key])
+            if wrong:
+                self._problem(label, f'parameter {key} of driver {driver.name!r} {wrong}')
 
     def _claim_lines(self, label: str, parameters: Mapping[str, Any], driver: DriverType,
                      host: str) -> None:
@@ -706,7 +759,8 @@ class _Parser:
     def _resolve(self, label: str, place: _PartPlace, reference: str,
                  known: Mapping[str, _PartPlace], what: str) -> Optional[str]:
         if reference.startswith('/'):
-            target = reference if reference in known else None
+            target = self._in_robot(reference)
+            target = target if target in known else None
             if target is None:
                 self._problem(label, f'depends_on {reference!r} is not a {what} of this robot')
                 return None
@@ -741,7 +795,8 @@ class _Parser:
             label, place = self._node_labels[fqn], self._resource_place[fqn]
             resolved = []
             for name in names:
-                target = name if name.startswith('/') else _join(place.namespace, name)
+                target = self._in_robot(name) if name.startswith('/') \
+                    else _join(place.namespace, name)
                 if target in members and (name.startswith('/')
                                           or members[target].entry == place.entry):
                     resolved.append(target)

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ['viam_session', 'viam_session_harness', 'test', 'launch', 'bench', 'scripts', 'setup.py']
+CHECKED = ['viam_session', 'viam_session_harness', 'test', 'launch', 'bench', 'scripts',
+           'setup.py']
 # flake8 forks worker processes; forked from this process, which earlier tests left with DDS
 # threads and rclpy objects, a worker can crash while collecting them and the pool then hangs.
 # A fresh interpreter has neither.

@@ -116,7 +116,8 @@ def test_shard_nodes_keep_their_names_when_the_process_remaps_its_node_name():
     watch = HeartbeatWatch(
         context=context, node_name='session_manager_heartbeats', namespace='/robot',
         post=owner.post, on_liveliness=owner.deliveries.append,
-        on_incompatible=lambda *_: None, on_failure=lambda error: None)
+        on_incompatible=lambda *_: None, on_topic_failure=lambda *_: None,
+        on_failure=lambda error: None)
     observer = Node('observer', context=context, use_global_arguments=False)
     try:
         watch.watch('/robot/heartbeat_a', 1.0)

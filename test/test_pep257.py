@@ -6,7 +6,8 @@ from ament_pep257.main import main
 import pytest
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-CHECKED = ['viam_session', 'viam_session_harness', 'test', 'launch', 'bench', 'scripts', 'setup.py']
+CHECKED = ['viam_session', 'viam_session_harness', 'test', 'launch', 'bench', 'scripts',
+           'setup.py']
 
 
 @pytest.mark.linter

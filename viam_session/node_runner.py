@@ -1,5 +1,11 @@
-"""Run a node until SIGINT/SIGTERM, with a last step that still has ROS to talk to."""
+"""
+Run a node until SIGINT/SIGTERM, with a last step that still has ROS to talk to.
 
+SIGUSR1 prints every thread's stack to stderr (`kill -USR1 <pid>`): what a node that does not
+answer or does not exit is doing.
+"""
+
+import faulthandler
 import signal
 import sys
 import threading
@@ -26,6 +32,7 @@ def run_node(create_node: Callable[[], N], *, before_shutdown: Callable[[N], Non
     `before_shutdown`. A bad parameter or configuration ends the process with its message and
     exit code 2, having touched nothing.
     """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = create_node()

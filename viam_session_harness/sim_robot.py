@@ -206,7 +206,12 @@ class SimRobot:
                                        f'see {self.log_path(motor.name)}')
 
     def close(self) -> None:
-        """Stop clients, then the robot's processes (SIGTERM, then SIGKILL after 10 s)."""
+        """
+        Stop clients, then the robot's processes (SIGTERM, then SIGKILL after 10 s).
+
+        A process still running after 10 s is first sent SIGUSR1, which makes a node print
+        every thread's stack into its log (see node_runner), so a hang can be read there.
+        """
         for client in self._clients:
             client.close()
         for process in self._processes.values():
@@ -216,8 +221,12 @@ class SimRobot:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+                process.send_signal(signal.SIGUSR1)
+                try:
+                    process.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
         if self._context is not None:
             self._executor.shutdown(timeout_sec=2.0)
             self._spinner.join(timeout=5)

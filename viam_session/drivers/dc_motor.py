@@ -12,9 +12,8 @@ import sys
 from typing import Any, List, Optional, Tuple
 
 from viam_session.chips import Chip
-from viam_session.drivers.base import ActuatorDriver
+from viam_session.drivers.base import ActuatorDriver, run_driver
 from viam_session.drivers.h_bridge import H_BRIDGE_MODES, HBridgeMotor
-from viam_session.node_runner import run_node
 from viam_session.parameters import declare_float, declare_int, declare_string
 
 __all__ = ['DcMotorDriver', 'main']
@@ -58,7 +57,7 @@ class DcMotorDriver(ActuatorDriver):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the driver until SIGINT/SIGTERM; the motor is stopped on every way out."""
-    return run_node(DcMotorDriver, args=args, before_shutdown=DcMotorDriver.make_safe)
+    return run_driver(DcMotorDriver, args)
 
 
 if __name__ == '__main__':

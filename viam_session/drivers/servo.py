@@ -12,9 +12,8 @@ import sys
 from typing import Any, List, Optional, Tuple
 
 from viam_session.chips import Chip, SERVO_FREQUENCY_RANGE_HZ, SERVO_PULSE_RANGE_US
-from viam_session.drivers.base import ActuatorDriver
+from viam_session.drivers.base import ActuatorDriver, run_driver
 from viam_session.drivers.servo_core import HobbyServo
-from viam_session.node_runner import run_node
 from viam_session.parameters import declare_float, declare_int
 
 __all__ = ['ServoDriver', 'main']
@@ -63,7 +62,7 @@ class ServoDriver(ActuatorDriver):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the driver until SIGINT/SIGTERM; the servo is released on every way out."""
-    return run_node(ServoDriver, args=args, before_shutdown=ServoDriver.make_safe)
+    return run_driver(ServoDriver, args)
 
 
 if __name__ == '__main__':

@@ -99,12 +99,17 @@ class SupervisorRig:
         """Start every node's driver as launch does (not by the supervisor), by its name."""
         for fqn, node in load_robot_description(str(description)).nodes.items():
             lease = lease_s if node.liveliness_lease_s is None else node.liveliness_lease_s
-            self._start(fqn.strip('/').replace('/', '__'), driver_command(
+            self._start(self.driver_name(fqn), driver_command(
                 node, liveliness_lease_s=lease, parameter_dir=self.workdir))
+
+    @staticmethod
+    def driver_name(fqn: str) -> str:
+        """Return the name (process, log) of a driver started by `start_drivers`."""
+        return fqn.strip('/').replace('/', '__')
 
     def driver(self, fqn: str) -> subprocess.Popen:
         """Return the process of a driver started by `start_drivers`."""
-        return self.processes[fqn.strip('/').replace('/', '__')]
+        return self.processes[self.driver_name(fqn)]
 
     def signal_all(self, signum: int) -> int:
         """Send `signum` to every robot process at once (their group); return when (ns)."""

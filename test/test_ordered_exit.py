@@ -4,10 +4,12 @@ Ctrl-C of `ros2 launch`, without launch: SIGINT to every robot process at the sa
 The robot's processes are started as robot.launch.py starts them: the session manager, the
 lifecycle supervisor with `spawn_nodes` false, and every driver as a process of its own on a
 simulated chip, all in one process group. A session drives a motor; then the group gets SIGINT,
-as from launch's terminal. What must hold: every driver's outputs safe at once (by the driver
-itself), the ordered shutdown all the same (children first, each part reported, the session
-closed last with `closed by robot`), no ERROR line in any log, and every process gone before
-launch would escalate to SIGTERM (5 s).
+as from launch's terminal, and each process one more, as launch sends. What must hold: every
+driver's outputs safe at once (by the driver itself), the ordered shutdown all the same
+(children first, each part reported, the session closed last with `closed by robot`), no
+ERROR line in any log, and every process gone before launch would escalate to SIGTERM (5 s).
+With the supervisor gone (SIGKILL) the others wait for it at most a bounded time, and
+launch's SIGTERM ends that wait.
 
 Also here, because they are what that shutdown relies on: `~/shutdown` succeeds when sessions
 own actuators, and a launch-started node only late for its lease comes back like a spawned one.
@@ -24,11 +26,14 @@ from conftest import next_domain
 import pytest
 from supervisor_rig import SupervisorRig
 
+from viam_session.chips.file_watch import FileWatch
 from viam_session.chips.sim_chip import read_line_changes, wait_for_line_change
 from viam_session.sim_robot import ClientProcess
 
-# launch sends SIGTERM this long after SIGINT: an ordered exit is over before.
+# launch sends SIGTERM this long after SIGINT (an ordered exit is over before), SIGKILL this
+# long after SIGTERM.
 LAUNCH_SIGTERM_AFTER_S = 5.0
+LAUNCH_SIGKILL_AFTER_SIGTERM_S = 5.0
 # A driver's own stop on SIGINT is a chip write in its signal path; generous for a loaded machine.
 SAFE_AT_ONCE_S = 1.0
 WINDOW_S = 5.0
@@ -102,6 +107,18 @@ def _drive(rig: SupervisorRig, power: float) -> ClientProcess:
     return client
 
 
+def _wait_for_logs(rig: SupervisorRig, names: List[str], text: str) -> None:
+    deadline = time.monotonic() + 30
+    for name in names:
+        watch = FileWatch(rig.workdir / f'{name}.log')
+        try:
+            while text not in rig.log(name):
+                assert time.monotonic() < deadline, f'{text!r} not in the log of {name}'
+                watch.wait(1.0)
+        finally:
+            watch.close()
+
+
 def _error_lines(rig: SupervisorRig) -> List[str]:
     return [f'{name}: {line}' for name in rig.processes for line in rig.log(name).splitlines()
             if LOG_ERROR.search(line)]
@@ -113,6 +130,9 @@ def test_sigint_to_every_process_at_once_runs_the_ordered_shutdown(rig: Supervis
     client = _drive(rig, 0.6)
     try:
         signalled_ns = rig.signal_all(signal.SIGINT)
+        _wait_for_logs(rig, [rig.driver_name(fqn) for fqn in CHILDREN], 'signalled:')
+        for process in rig.processes.values():    # launch sends each of them one more
+            process.send_signal(signal.SIGINT)
         exits: Dict[str, float] = {}
         for name, process in rig.processes.items():
             remaining = LAUNCH_SIGTERM_AFTER_S * 3 - (time.monotonic_ns() - signalled_ns) / 1e9
@@ -150,6 +170,40 @@ def test_sigint_to_every_process_at_once_runs_the_ordered_shutdown(rig: Supervis
     assert not _error_lines(rig)
     assert 'shutdown: every part down; sessions closed' in rig.log('supervisor')
     assert max(exits.values()) < LAUNCH_SIGTERM_AFTER_S, exits
+
+
+def test_with_the_supervisor_gone_sigterm_ends_the_wait_for_it(rig: SupervisorRig) -> None:
+    """
+    SIGKILL the supervisor, then SIGINT as launch does, then launch's SIGTERM (sent early).
+
+    A killed supervisor stays in the ROS graph until DDS drops its participant, so the others
+    wait for it; outputs are safe from the SIGINT on, and the SIGTERM ends every wait.
+    """
+    _start_robot(rig)
+    client = _drive(rig, 0.6)
+    try:
+        supervisor = rig.processes.pop('supervisor')
+        supervisor.kill()
+        supervisor.wait(timeout=30)
+        signalled_ns = rig.signal_all(signal.SIGINT)
+        _wait_for_logs(rig, [rig.driver_name(fqn) for fqn in CHILDREN], 'signalled:')
+        assert all(process.poll() is None for process in rig.processes.values()), (
+            'a process did not wait for its supervisor')
+        terminated_ns = rig.signal_all(signal.SIGTERM)
+        for name, process in rig.processes.items():
+            assert process.wait(timeout=30) == 0, name
+        exited_s = (time.monotonic_ns() - terminated_ns) / 1e9
+        _, closed = rig.session_events.wait_for(
+            lambda event: event.state == event.CLOSED_BY_ROBOT, timeout_s=30)
+        assert client.wait_for('lost', timeout_s=30)['reason'].startswith('closed by robot')
+    finally:
+        client.close()
+    print(f'every process gone {exited_s:.2f} s after SIGTERM')
+    assert exited_s < LAUNCH_SIGKILL_AFTER_SIGTERM_S
+    safe = next(c for c in read_line_changes(rig.chip_dir) if c.t_ns > signalled_ns
+                and c.line == MOTOR_LINE and c.kind == 'pwm' and c.value == 0.0)
+    assert safe.holder == '/left_motor' and safe.t_ns - signalled_ns < SAFE_AT_ONCE_S * 1e9
+    assert safe.t_ns < terminated_ns
 
 
 def test_shutdown_succeeds_when_sessions_own_actuators(rig: SupervisorRig) -> None:

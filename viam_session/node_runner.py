@@ -47,17 +47,19 @@ def spin_until_signal(node: Node, *, before_shutdown: Callable[[], None],
 
     `before_shutdown` then runs while the executor still spins, so it can call services and
     publish (stop actuators, tell clients); afterwards the node and rclpy are shut down.
-    A signal that comes while `before_shutdown` runs calls `on_signal_again` (on the main
+    A SIGTERM that comes while `before_shutdown` runs calls `on_signal_again` (on the main
     thread, between two of its steps): `ros2 launch` sends SIGTERM 5 s after SIGINT and
     SIGKILL 5 s later, so a process that waits for an ordered shutdown ends the wait there.
+    A repeated SIGINT does not: on Ctrl-C the terminal signals launch's whole process group
+    and launch then sends SIGINT to each of its processes once more.
     Returns a process exit code: 0 after a signal, 1 after an exception in a callback.
     """
     name = node.get_name()
     stop = threading.Event()
     failure: List[BaseException] = []
 
-    def on_signal(*_: object) -> None:
-        if stop.is_set() and on_signal_again is not None:
+    def on_signal(signum: int, _: object) -> None:
+        if stop.is_set() and signum == signal.SIGTERM and on_signal_again is not None:
             on_signal_again()
         stop.set()
 

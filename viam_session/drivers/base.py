@@ -20,9 +20,9 @@ On SIGINT/SIGTERM a driver puts its outputs at their safe level at once (its lif
 stays as it is, commands are ignored). If a supervisor watches `~/alive` (a subscriber on it),
 the driver then waits, at most `ordered_exit_timeout_s`, until no one watches any more: `ros2
 launch` signals every process at the same moment, and the supervisor takes the tree down in
-order (deactivate, cleanup, children first, sessions closed last) before it exits. A further
-signal (launch's SIGTERM 5 s after SIGINT) ends the wait. Then the lines are released and the
-process exits.
+order (deactivate, cleanup, children first, sessions closed last) before it exits. A SIGTERM
+meanwhile (launch's, 5 s after SIGINT) ends the wait; a repeated SIGINT does not (launch sends
+one more after Ctrl-C). Then the lines are released and the process exits.
 
 `ActuatorDriver` adds the command topic `~/command` and self-protection (rule S6), set by one
 parameter, `command_timeout_s` (0 switches it off, for one-shot publishers). When it is > 0:
@@ -170,7 +170,7 @@ class LifecycleDriver(LifecycleNode):
         """
         SIGINT/SIGTERM: outputs safe now; a watched driver waits for its supervisor; release.
 
-        The wait is bounded by `ordered_exit_timeout_s` and ended by a further signal
+        The wait is bounded by `ordered_exit_timeout_s` and ended by a SIGTERM
         (`hurry_exit`). Meanwhile the executor spins, so the supervisor's transitions run.
         """
         self._park_for_exit()
@@ -191,7 +191,7 @@ class LifecycleDriver(LifecycleNode):
         self.make_safe()
 
     def hurry_exit(self) -> None:
-        """Stop waiting for the supervisor: a further signal came (safe in a signal handler)."""
+        """Stop waiting for the supervisor: SIGTERM came (safe in a signal handler)."""
         self._exit_hurried.set()
 
     def _park_for_exit(self) -> None:

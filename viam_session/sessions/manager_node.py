@@ -37,7 +37,7 @@ On SIGINT/SIGTERM commands and new sessions are refused at once and the keep-ali
 drivers' watchdogs stop what is left driven). With `supervisor` set and that node in the ROS
 graph, the manager then waits, at most `ordered_exit_timeout_s`, for the supervisor's ordered
 shutdown to close the sessions (`~/close_all_sessions`, its last step) or for the supervisor to
-leave; a further signal ends the wait. What is still open is then closed (`closed by robot`).
+leave; a SIGTERM meanwhile ends the wait. What is still open is then closed (`closed by robot`).
 `ros2 launch` signals every process at once, so this is what keeps its Ctrl-C in order.
 A refused deactivation of an actuator that its `get_state` reports inactive, unconfigured or
 finalized counts as a stop: it is safe (the supervisor may have taken it down first).
@@ -591,7 +591,7 @@ class SessionManager(Node):
         self.close_all_sessions('robot shutting down')
 
     def hurry_exit(self) -> None:
-        """Stop waiting for the supervisor: a further signal came (safe in a signal handler)."""
+        """Stop waiting for the supervisor: SIGTERM came (safe in a signal handler)."""
         self._exit_wait_over.set()
 
     def _check_exit_wait_over(self) -> None:

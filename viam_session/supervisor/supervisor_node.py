@@ -22,8 +22,8 @@ keeps working on each of them.
   readers leave the graph) and stops the driver processes it started. `ros2 launch` signals
   every process at once: the drivers keep their outputs safe and wait for this (see
   `drivers.base`), the session manager waits for the sessions to be closed, and a node that
-  leaves meanwhile is done, not dead. A further signal (launch's SIGTERM, 5 s after SIGINT)
-  cuts the ordered shutdown short.
+  leaves meanwhile is done, not dead. A SIGTERM during it (launch's, 5 s after SIGINT) cuts
+  the ordered shutdown short.
 - Liveliness: each driver offers `<node>/alive` (liveliness AUTOMATIC); the supervisor requests
   the node's lease (`liveliness_lease_s` in the description, else
   `default_liveliness_lease_s`). A node whose liveliness is lost is dead, and so is one whose
@@ -421,7 +421,8 @@ class LifecycleSupervisor(Node):
             if not self._exit_wait_over.wait(limit):
                 self.get_logger().error(f'ordered shutdown did not finish within {limit:g} s')
             elif not task.done():
-                self.get_logger().warning('ordered shutdown cut short by a further signal')
+                task.cancel()
+                self.get_logger().warning('ordered shutdown cut short by SIGTERM')
         self._closed = True
         for reader in self._alive_readers:   # the drivers waiting for this exit now
             self.destroy_subscription(reader)
@@ -432,7 +433,7 @@ class LifecycleSupervisor(Node):
         self._parked.clear()
 
     def hurry_exit(self) -> None:
-        """Stop waiting for the ordered shutdown: a further signal came (signal-safe)."""
+        """Stop waiting for the ordered shutdown: SIGTERM came (signal-safe)."""
         self._exit_wait_over.set()
 
     async def _exclusive_shutdown(self) -> None:

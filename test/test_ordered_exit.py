@@ -20,7 +20,7 @@ from pathlib import Path
 import re
 import signal
 import time
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 from conftest import next_domain
 import pytest
@@ -124,26 +124,45 @@ def _error_lines(rig: SupervisorRig) -> List[str]:
             if LOG_ERROR.search(line)]
 
 
+def _sigint_as_launch(rig: SupervisorRig) -> Tuple[int, Dict[str, float]]:
+    """SIGINT the group, then each process once more; return when, and each exit's delay (s)."""
+    signalled_ns = rig.signal_all(signal.SIGINT)
+    _wait_for_logs(rig, [rig.driver_name(fqn) for fqn in CHILDREN], 'signalled:')
+    for process in rig.processes.values():    # launch sends each of them one more
+        process.send_signal(signal.SIGINT)
+    exits: Dict[str, float] = {}
+    for name, process in rig.processes.items():
+        remaining = LAUNCH_SIGTERM_AFTER_S * 3 - (time.monotonic_ns() - signalled_ns) / 1e9
+        assert process.wait(timeout=max(remaining, 0.1)) == 0, name
+        exits[name] = (time.monotonic_ns() - signalled_ns) / 1e9
+    print('exited after SIGINT: ' + ', '.join(f'{name} {s:.2f} s' for name, s in exits.items()))
+    return signalled_ns, exits
+
+
+def _assert_children_first(rig: SupervisorRig) -> None:
+    """Children unconfigured before parents deactivate; each part reported down, in order."""
+    for parent, children in CHILDREN.items():
+        for child in children:
+            assert rig.last(child, 'unconfigured') < rig.last(parent, 'deactivating'), (
+                f'{parent} went down before {child}')
+    downs = [event['part'] for _, event in rig.part_events.items
+             if event['event'] == 'part_down']
+    assert downs == ['arm', 'rover']
+    assert all(not event['problems'] for _, event in rig.part_events.items
+               if event['event'] == 'part_down')
+
+
 def test_sigint_to_every_process_at_once_runs_the_ordered_shutdown(rig: SupervisorRig) -> None:
     """Outputs safe at once; children first; session closed last; no ERROR; all exit in 5 s."""
     _start_robot(rig)
     client = _drive(rig, 0.6)
     try:
-        signalled_ns = rig.signal_all(signal.SIGINT)
-        _wait_for_logs(rig, [rig.driver_name(fqn) for fqn in CHILDREN], 'signalled:')
-        for process in rig.processes.values():    # launch sends each of them one more
-            process.send_signal(signal.SIGINT)
-        exits: Dict[str, float] = {}
-        for name, process in rig.processes.items():
-            remaining = LAUNCH_SIGTERM_AFTER_S * 3 - (time.monotonic_ns() - signalled_ns) / 1e9
-            assert process.wait(timeout=max(remaining, 0.1)) == 0, name
-            exits[name] = (time.monotonic_ns() - signalled_ns) / 1e9
+        signalled_ns, exits = _sigint_as_launch(rig)
         closed_t, closed = rig.session_events.wait_for(
             lambda event: event.state == event.CLOSED_BY_ROBOT, timeout_s=30)
         assert client.wait_for('lost', timeout_s=30)['reason'].startswith('closed by robot')
     finally:
         client.close()
-    print('exited after SIGINT: ' + ', '.join(f'{name} {s:.2f} s' for name, s in exits.items()))
 
     # Safe at once, by the driver itself, before the supervisor reached it.
     safe = next(c for c in read_line_changes(rig.chip_dir) if c.t_ns > signalled_ns
@@ -154,19 +173,19 @@ def test_sigint_to_every_process_at_once_runs_the_ordered_shutdown(rig: Supervis
     assert safe.t_ns - signalled_ns < SAFE_AT_ONCE_S * 1e9
     assert safe.t_ns < rig.last('/left_motor', 'deactivating')
 
-    # Children first, each part reported, the session closed last.
-    for parent, children in CHILDREN.items():
-        for child in children:
-            assert rig.last(child, 'unconfigured') < rig.last(parent, 'deactivating'), (
-                f'{parent} went down before {child}')
-    downs = [event['part'] for _, event in rig.part_events.items
-             if event['event'] == 'part_down']
-    assert downs == ['arm', 'rover']
-    assert all(not event['problems'] for _, event in rig.part_events.items
-               if event['event'] == 'part_down')
+    _assert_children_first(rig)
     assert max(rig.last(fqn, 'unconfigured') for fqn in CHILDREN) < closed_t
     assert list(closed.owned_resources) == ['/left_motor']
+    assert not _error_lines(rig)
+    assert 'shutdown: every part down; sessions closed' in rig.log('supervisor')
+    assert max(exits.values()) < LAUNCH_SIGTERM_AFTER_S, exits
 
+
+def test_sigint_with_no_session_open_is_as_orderly(rig: SupervisorRig) -> None:
+    """The manager, with nothing to close, may leave first: that is no problem either."""
+    _start_robot(rig)
+    _, exits = _sigint_as_launch(rig)
+    _assert_children_first(rig)
     assert not _error_lines(rig)
     assert 'shutdown: every part down; sessions closed' in rig.log('supervisor')
     assert max(exits.values()) < LAUNCH_SIGTERM_AFTER_S, exits

@@ -386,6 +386,8 @@ class LifecycleSupervisor(Node):
         client = self._close_client
         waited = 0.0
         while not client.service_is_ready():
+            if self._exiting and not self._manager_present():
+                return self._manager_left('before the call')
             if waited > self._timeout_s:
                 return f'{client.srv_name} not available'
             await sleep(self, 0.02, self._group)
@@ -397,6 +399,8 @@ class LifecycleSupervisor(Node):
             # sessions itself; its server leaving the graph ends the wait.
             waited += 0.05
             if not client.service_is_ready():
+                if self._exiting:
+                    return self._manager_left('before answering')
                 return f'{self._session_manager} left before answering'
             if waited > self._timeout_s:
                 return f'{client.srv_name} did not answer within {self._timeout_s:g} s'
@@ -404,6 +408,23 @@ class LifecycleSupervisor(Node):
                          message=future.result().message)
         self.get_logger().info(f'client sessions closed: {future.result().message}')
         return None if future.result().success else future.result().message
+
+    def _manager_present(self) -> bool:
+        namespace, _, name = self._session_manager.rpartition('/')
+        return (name, namespace or '/') in self.get_node_names_and_namespaces()
+
+    def _manager_left(self, when: str) -> None:
+        """
+        Note the session manager gone while everything exits: not a problem.
+
+        It leaves the closing to this shutdown while it has sessions open (bounded), and
+        closes what is left on its way out, so its leaving means its sessions are closed.
+        """
+        self._part_event('sessions_closed', part=self._tree.primary.name,
+                         message=f'{self._session_manager} left {when}')
+        self.get_logger().info(f'client sessions closed: {self._session_manager} left {when}, '
+                               'closing what it had itself')
+        return None
 
     def close(self) -> None:
         """Run the ordered shutdown (from another thread), let go of the nodes, stop processes."""

@@ -24,7 +24,7 @@ def run_node(create_node: Callable[[], N], *, before_shutdown: Callable[[N], Non
     Initialise rclpy, create the node and spin it until SIGINT/SIGTERM; return an exit code.
 
     SIGINT/SIGTERM are left to spin_until_signal, so ROS outlives the signal for
-    `before_shutdown`; `on_signal_again` is told of every later signal (see there). A bad
+    `before_shutdown`; `on_signal_again` is told of a SIGTERM that follows (see there). A bad
     parameter or configuration ends the process with its message and exit code 2, having
     touched nothing.
     """

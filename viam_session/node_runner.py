@@ -56,11 +56,13 @@ def spin_until_signal(node: Node, *, before_shutdown: Callable[[], None],
     """
     name = node.get_name()
     stop = threading.Event()
+    signalled = threading.Event()
     failure: List[BaseException] = []
 
     def on_signal(signum: int, _: object) -> None:
         if stop.is_set() and signum == signal.SIGTERM and on_signal_again is not None:
             on_signal_again()
+        signalled.set()
         stop.set()
 
     previous_handlers = {signum: signal.signal(signum, on_signal)
@@ -93,6 +95,10 @@ def spin_until_signal(node: Node, *, before_shutdown: Callable[[], None],
             rclpy.try_shutdown()
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
+            if signalled.is_set():
+                # On its way out, outputs safe: launch's repeated SIGINT must not kill it now
+                # (exit code -2; Python's own handlers are gone once the interpreter finalizes).
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
     if failure:
         print(f'{name}: stopped after an error in a callback:', file=sys.stderr)
         traceback.print_exception(failure[0], file=sys.stderr)

@@ -60,6 +60,7 @@ from lifecycle_msgs.msg import Transition, TransitionEvent
 from rcl_interfaces.msg import Log
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import QoSLivelinessChangedInfo, SubscriptionEventCallbacks
+from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import Subscription
@@ -445,13 +446,31 @@ class LifecycleSupervisor(Node):
                 task.cancel()
                 self.get_logger().warning('ordered shutdown cut short by SIGTERM')
         self._closed = True
-        for reader in self._alive_readers:   # the drivers waiting for this exit now
-            self.destroy_subscription(reader)
+        self._let_go(executor)
         self._exit_watch.close()
         self._spawner.close()
         for parked in self._parked.values():
             parked.release()
         self._parked.clear()
+
+    def _let_go(self, executor: Optional[Executor]) -> None:
+        """
+        Destroy the `<node>/alive` readers: the drivers waiting for this exit leave now.
+
+        On the executor's thread: destroyed from another one while it builds its wait set,
+        a reader's liveliness event is an invalid handle to it, and the executor fails.
+        """
+        def destroy() -> None:
+            for reader in self._alive_readers:
+                self.destroy_subscription(reader)
+
+        if executor is None:
+            destroy()
+            return
+        done = threading.Event()
+        executor.create_task(destroy).add_done_callback(lambda _: done.set())
+        if not done.wait(EXIT_CALL_TIMEOUT_S):
+            self.get_logger().warning('the executor did not let go of the nodes in time')
 
     def hurry_exit(self) -> None:
         """Stop waiting for the ordered shutdown: SIGTERM came (signal-safe)."""

@@ -1,4 +1,10 @@
-"""A lifecycle supervisor process over driver processes on a simulated chip, and an observer."""
+"""
+A lifecycle supervisor process over driver processes on a simulated chip, and an observer.
+
+The drivers are spawned by the supervisor, or started by the rig as `ros2 launch` starts them
+(`start_drivers`): then every robot process shares one process group, so `signal_all` hits
+them at the same instant, as Ctrl-C in launch's terminal does.
+"""
 
 import json
 import os
@@ -24,7 +30,9 @@ from std_srvs.srv import Trigger
 
 from viam_session.service_call import call_service
 from viam_session.sessions.manager_node import EVENTS_QOS
+from viam_session.supervisor.spawner import driver_command
 from viam_session.supervisor.supervisor_node import PART_EVENTS_QOS
+from viam_session.supervisor.tree import load_robot_description
 from viam_session_harness.sim_robot import local_ros_environment
 from viam_session_interfaces.msg import SessionEvent
 import yaml
@@ -70,6 +78,7 @@ class SupervisorRig:
         self.env = local_ros_environment(dict(os.environ, ROS_DOMAIN_ID=str(domain_id)))
         self.domain_id = domain_id
         self.processes: Dict[str, subprocess.Popen] = {}
+        self._process_group = 0     # 0: the next process starts the robot's group
         self.transitions = Recorder()     # (fqn, goal state label)
         self.part_events = Recorder()     # dicts
         self.session_events = Recorder()  # SessionEvent
@@ -84,18 +93,50 @@ class SupervisorRig:
 
     def run(self, name: str, module: str, ros_args: Sequence[str]) -> subprocess.Popen:
         """Start `python -m module --ros-args ...`, logging to `<name>.log`."""
+        return self._start(name, [sys.executable, '-m', module, '--ros-args', *ros_args])
+
+    def start_drivers(self, description: Path, lease_s: float) -> None:
+        """Start every node's driver as launch does (not by the supervisor), by its name."""
+        for fqn, node in load_robot_description(str(description)).nodes.items():
+            lease = lease_s if node.liveliness_lease_s is None else node.liveliness_lease_s
+            self._start(self.driver_name(fqn), driver_command(
+                node, liveliness_lease_s=lease, parameter_dir=self.workdir))
+
+    @staticmethod
+    def driver_name(fqn: str) -> str:
+        """Return the name (process, log) of a driver started by `start_drivers`."""
+        return fqn.strip('/').replace('/', '__')
+
+    def driver(self, fqn: str) -> subprocess.Popen:
+        """Return the process of a driver started by `start_drivers`."""
+        return self.processes[self.driver_name(fqn)]
+
+    def signal_all(self, signum: int) -> int:
+        """Send `signum` to every robot process at once (their group); return when (ns)."""
+        t_ns = time.monotonic_ns()
+        os.killpg(self._process_group, signum)
+        return t_ns
+
+    def log(self, name: str) -> str:
+        return (self.workdir / f'{name}.log').read_text(errors='replace')
+
+    def _start(self, name: str, command: Sequence[str]) -> subprocess.Popen:
         with open(self.workdir / f'{name}.log', 'w', encoding='utf-8') as log:
-            process = subprocess.Popen([sys.executable, '-m', module, '--ros-args', *ros_args],
-                                       env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen(command, env=self.env, stdout=log,
+                                       stderr=subprocess.STDOUT,
+                                       process_group=self._process_group)
+        self._process_group = self._process_group or process.pid
         self.processes[name] = process
         return process
 
     def start_supervisor(self, description: Path, nodes: Sequence[str],
                          parameters: Sequence[str] = (),
-                         command_topics: Sequence[str] = ()) -> subprocess.Popen:
-        """Start the observer (watching `nodes`), then the supervisor spawning the drivers."""
+                         command_topics: Sequence[str] = (), *,
+                         spawn_nodes: bool = True) -> subprocess.Popen:
+        """Start the observer (watching `nodes`), then the supervisor (spawning the drivers)."""
         self._observe(nodes, command_topics)
-        args = ['-p', f'robot_description:={description}', '-p', 'spawn_nodes:=true']
+        args = ['-p', f'robot_description:={description}',
+                '-p', f'spawn_nodes:={str(spawn_nodes).lower()}']
         for parameter in parameters:
             args += ['-p', parameter]
         return self.run('supervisor', 'viam_session.supervisor.supervisor_node', args)

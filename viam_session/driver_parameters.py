@@ -118,6 +118,10 @@ LIFECYCLE_DRIVER = _table(
     ParameterSpec(name='joint_name', default=None, kind=str,
                   description='Joint name in the published JointState.'),
     _lease(),
+    ParameterSpec(name='ordered_exit_timeout_s', default=4.0, low=0.0, high=60.0,
+                  description='On SIGINT/SIGTERM, outputs safe at once, how long to wait for a '
+                  'supervisor watching ~/alive to take this node down and leave before exiting '
+                  '(launch sends SIGTERM 5 s after SIGINT); 0: exit at once.'),
 )
 
 # Drivers commanded on ~/command (drivers.base.ActuatorDriver).

@@ -16,6 +16,14 @@ a writer with liveliness AUTOMATIC and lease `liveliness_lease_s`, which DDS ass
 long as the process lives, in every lifecycle state. A watcher requesting a lease no shorter
 than that learns within its lease that the process died or stalled.
 
+On SIGINT/SIGTERM a driver puts its outputs at their safe level at once (its lifecycle state
+stays as it is, commands are ignored). If a supervisor watches `~/alive` (a subscriber on it),
+the driver then waits, at most `ordered_exit_timeout_s`, until no one watches any more: `ros2
+launch` signals every process at the same moment, and the supervisor takes the tree down in
+order (deactivate, cleanup, children first, sessions closed last) before it exits. A SIGTERM
+meanwhile (launch's, 5 s after SIGINT) ends the wait; a repeated SIGINT does not (launch sends
+one more after Ctrl-C). Then the lines are released and the process exits.
+
 `ActuatorDriver` adds the command topic `~/command` and self-protection (rule S6), set by one
 parameter, `command_timeout_s` (0 switches it off, for one-shot publishers). When it is > 0:
 
@@ -39,7 +47,8 @@ first stops the outputs; the event fires only once no matching publisher is aliv
 import atexit
 import re
 import threading
-from typing import Any, Dict, Optional, Protocol, Tuple
+import time
+from typing import Any, Dict, List, Optional, Protocol, Tuple, Type
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.duration import Duration
@@ -54,12 +63,16 @@ from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.drivers.diagnostics import (
     driver_status, line_roles, LineRecord, status_signature, WatchdogState)
 from viam_session.lifecycle_node import GuardedLifecycleNode
+from viam_session.node_runner import run_node
 from viam_session.parameters import declare
 from viam_session.time_convert import monotonic_to_ros_time
 
-__all__ = ['ActuatorDriver', 'DIAGNOSTICS_PERIOD_S', 'Device', 'LifecycleDriver', 'alive_qos']
+__all__ = ['ActuatorDriver', 'DIAGNOSTICS_PERIOD_S', 'Device', 'LifecycleDriver', 'alive_qos',
+           'run_driver']
 
 DIAGNOSTICS_PERIOD_S = 1.0
+# How often a driver waiting to exit looks whether its supervisor still watches it.
+WATCHER_POLL_S = 0.05
 
 
 class Device(Protocol):
@@ -105,6 +118,10 @@ class LifecycleDriver(GuardedLifecycleNode):
         self._state_publisher = self.create_lifecycle_publisher(JointState, '~/joint_state', 10)
         self._liveliness_lease_s = declare(self, LIFECYCLE_DRIVER['liveliness_lease_s'])
         self._alive = self.create_publisher(Empty, '~/alive', alive_qos(self._liveliness_lease_s))
+        self._ordered_exit_timeout_s = declare(
+            self, LIFECYCLE_DRIVER['ordered_exit_timeout_s'])
+        self._exiting = False
+        self._exit_hurried = threading.Event()
         self._configure_error = ''
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._diagnostics_signature: Optional[Tuple[object, ...]] = None
@@ -140,6 +157,46 @@ class LifecycleDriver(GuardedLifecycleNode):
         if chip is not None:
             chip.close()
 
+    def exit_safely(self) -> None:
+        """
+        SIGINT/SIGTERM: outputs safe now; a watched driver waits for its supervisor; release.
+
+        The wait is bounded by `ordered_exit_timeout_s` and ended by a SIGTERM
+        (`hurry_exit`). Meanwhile the executor spins, so the supervisor's transitions run.
+        """
+        self._park_for_exit()
+        deadline = time.monotonic() + self._ordered_exit_timeout_s
+        watched = self.count_subscribers(self._alive.topic_name) > 0
+        if watched:
+            self.get_logger().info('signalled: outputs at their safe level; waiting for the '
+                                   'supervisor to take this node down')
+        while watched and not self._exit_hurried.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.get_logger().warning(
+                    f'the supervisor still watches after {self._ordered_exit_timeout_s:g} s: '
+                    f'exiting {self._state_machine.current_state[1]}, outputs safe')
+                break
+            self._exit_hurried.wait(min(WATCHER_POLL_S, remaining))
+            watched = self.count_subscribers(self._alive.topic_name) > 0
+        self.make_safe()
+
+    def hurry_exit(self) -> None:
+        """Stop waiting for the supervisor: SIGTERM came (safe in a signal handler)."""
+        self._exit_hurried.set()
+
+    def _park_for_exit(self) -> None:
+        with self._lock:
+            self._exiting = True
+            self._active = False
+            try:
+                if self._device is not None:
+                    self._device.stop()
+                    return
+            except ChipError as error:
+                self.get_logger().error(f'could not put the outputs at their safe level: {error}')
+        self.make_safe()    # nothing claimed, or a failed stop: release what can be released
+
     # --- lifecycle -----------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -162,6 +219,9 @@ class LifecycleDriver(GuardedLifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
+            if self._exiting:
+                self.get_logger().warning('cannot activate: the process is exiting')
+                return TransitionCallbackReturn.FAILURE
             if self._device is None:
                 self.get_logger().error('cannot activate: the lines were released')
                 return TransitionCallbackReturn.FAILURE
@@ -295,11 +355,19 @@ class ActuatorDriver(LifecycleDriver):
             self._watchdog.cancel()
         return super().on_deactivate(state)
 
+    def _park_for_exit(self) -> None:
+        with self._lock:
+            self._driving = False
+            self._watchdog.cancel()
+        super()._park_for_exit()
+
     def _on_command(self, message: Any) -> None:
         with self._lock:
             if not self._active:
                 self.get_logger().warning(
-                    'command ignored: driver is not active', throttle_duration_sec=1.0)
+                    'command ignored: ' + ('the process is exiting' if self._exiting
+                                           else 'driver is not active'),
+                    throttle_duration_sec=1.0)
                 return
             try:
                 self.apply(self._device, message.data)
@@ -329,3 +397,9 @@ class ActuatorDriver(LifecycleDriver):
 
     def driving(self) -> bool:
         return self._driving
+
+
+def run_driver(driver: Type[LifecycleDriver], args: Optional[List[str]] = None) -> int:
+    """Run `driver` until SIGINT/SIGTERM; outputs safe on every way out (`exit_safely`)."""
+    return run_node(driver, args=args, before_shutdown=driver.exit_safely,
+                    on_signal_again=driver.hurry_exit)

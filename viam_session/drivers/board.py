@@ -16,9 +16,8 @@ from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 
 from viam_session.chips import Chip, ChipError
 from viam_session.driver_parameters import BOARD
-from viam_session.drivers.base import Device, LifecycleDriver
+from viam_session.drivers.base import Device, LifecycleDriver, run_driver
 from viam_session.drivers.gpio_output_core import GpioOutput
-from viam_session.node_runner import run_node
 from viam_session.parameters import declare
 
 __all__ = ['BoardDriver', 'main']
@@ -61,7 +60,7 @@ class BoardDriver(LifecycleDriver):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             try:
-                if self._device is not None:
+                if self._device is not None and not self._exiting:   # else refused below
                     self._device.set_value(True)
             except ChipError as error:
                 self.get_logger().error(f'cannot enable the board: {error}')
@@ -76,7 +75,7 @@ class BoardDriver(LifecycleDriver):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the driver until SIGINT/SIGTERM; the board is disabled on every way out."""
-    return run_node(BoardDriver, args=args, before_shutdown=BoardDriver.make_safe)
+    return run_driver(BoardDriver, args)
 
 
 if __name__ == '__main__':

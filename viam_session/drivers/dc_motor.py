@@ -13,9 +13,8 @@ from typing import Any, List, Optional, Tuple
 
 from viam_session.chips import Chip
 from viam_session.driver_parameters import DC_MOTOR
-from viam_session.drivers.base import ActuatorDriver
+from viam_session.drivers.base import ActuatorDriver, run_driver
 from viam_session.drivers.h_bridge import HBridgeMotor
-from viam_session.node_runner import run_node
 from viam_session.parameters import declare
 
 __all__ = ['DcMotorDriver', 'main']
@@ -50,7 +49,7 @@ class DcMotorDriver(ActuatorDriver):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the driver until SIGINT/SIGTERM; the motor is stopped on every way out."""
-    return run_node(DcMotorDriver, args=args, before_shutdown=DcMotorDriver.make_safe)
+    return run_driver(DcMotorDriver, args)
 
 
 if __name__ == '__main__':

@@ -17,9 +17,8 @@ from std_msgs.msg import Bool
 
 from viam_session.chips import Chip
 from viam_session.driver_parameters import DIGITAL_INPUT
-from viam_session.drivers.base import LifecycleDriver
+from viam_session.drivers.base import LifecycleDriver, run_driver
 from viam_session.drivers.digital_input_core import DigitalInput
-from viam_session.node_runner import run_node
 from viam_session.parameters import declare
 
 __all__ = ['DigitalInputDriver', 'main']
@@ -61,7 +60,7 @@ class DigitalInputDriver(LifecycleDriver):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the driver until SIGINT/SIGTERM; the line is released on every way out."""
-    return run_node(DigitalInputDriver, args=args, before_shutdown=DigitalInputDriver.make_safe)
+    return run_driver(DigitalInputDriver, args)
 
 
 if __name__ == '__main__':

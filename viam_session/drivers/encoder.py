@@ -16,9 +16,8 @@ from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 
 from viam_session.chips import Chip
 from viam_session.driver_parameters import ENCODER
-from viam_session.drivers.base import LifecycleDriver
+from viam_session.drivers.base import LifecycleDriver, run_driver
 from viam_session.drivers.quadrature import QuadratureEncoder
-from viam_session.node_runner import run_node
 from viam_session.parameters import declare
 
 __all__ = ['EncoderDriver', 'main']
@@ -71,7 +70,7 @@ class EncoderDriver(LifecycleDriver):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the driver until SIGINT/SIGTERM; the lines are released on every way out."""
-    return run_node(EncoderDriver, args=args, before_shutdown=EncoderDriver.make_safe)
+    return run_driver(EncoderDriver, args)
 
 
 if __name__ == '__main__':

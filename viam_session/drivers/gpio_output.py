@@ -15,9 +15,8 @@ from std_msgs.msg import Bool
 
 from viam_session.chips import Chip
 from viam_session.driver_parameters import GPIO_OUTPUT
-from viam_session.drivers.base import ActuatorDriver
+from viam_session.drivers.base import ActuatorDriver, run_driver
 from viam_session.drivers.gpio_output_core import GpioOutput
-from viam_session.node_runner import run_node
 from viam_session.parameters import declare
 
 __all__ = ['GpioOutputDriver', 'main']
@@ -52,7 +51,7 @@ class GpioOutputDriver(ActuatorDriver):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the driver until SIGINT/SIGTERM; the line is left safe on every way out."""
-    return run_node(GpioOutputDriver, args=args, before_shutdown=GpioOutputDriver.make_safe)
+    return run_driver(GpioOutputDriver, args)
 
 
 if __name__ == '__main__':

@@ -13,9 +13,8 @@ from typing import Any, List, Optional, Tuple
 
 from viam_session.chips import Chip
 from viam_session.driver_parameters import SERVO
-from viam_session.drivers.base import ActuatorDriver
+from viam_session.drivers.base import ActuatorDriver, run_driver
 from viam_session.drivers.servo_core import HobbyServo
-from viam_session.node_runner import run_node
 from viam_session.parameters import declare
 
 __all__ = ['ServoDriver', 'main']
@@ -52,7 +51,7 @@ class ServoDriver(ActuatorDriver):
 
 def main(args: Optional[List[str]] = None) -> int:
     """Run the driver until SIGINT/SIGTERM; the servo is released on every way out."""
-    return run_node(ServoDriver, args=args, before_shutdown=ServoDriver.make_safe)
+    return run_driver(ServoDriver, args)
 
 
 if __name__ == '__main__':

@@ -3,7 +3,7 @@
 from typing import Optional
 
 from lifecycle_msgs.msg import Transition
-from lifecycle_msgs.srv import ChangeState
+from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.callback_groups import CallbackGroup
 from rclpy.duration import Duration
 from rclpy.node import Node
@@ -33,7 +33,8 @@ class ActuatorLink:
 
     Commands go to `<name>/command` (std_msgs/Float64, or std_msgs/Bool with `boolean`: value
     != 0 is true, for the GPIO output driver); stops go through the standard lifecycle
-    service `<name>/change_state` (deactivate), so any lifecycle driver can be managed. The
+    service `<name>/change_state` (deactivate), so any lifecycle driver can be managed; a
+    refused one is judged by `<name>/get_state` (not active is stopped). The
     last value sent is kept so the manager can send it again while the actuator is driven:
     drivers with a command watchdog stop when commands stop coming.
     """
@@ -46,6 +47,8 @@ class ActuatorLink:
                                                 command_qos(lease_s))
         self._change_state = node.create_client(
             ChangeState, f'{name}/change_state', callback_group=callback_group)
+        self._get_state = node.create_client(
+            GetState, f'{name}/get_state', callback_group=callback_group)
         # Set when the manager stopped the driver; the next command of a live session
         # reactivates it first, then delivers `pending_value`.
         self.stopped_by_manager = False
@@ -66,6 +69,12 @@ class ActuatorLink:
     def activate(self) -> Optional[Future]:
         """Ask the driver to activate; None if its lifecycle service is not there."""
         return self._transition(Transition.TRANSITION_ACTIVATE)
+
+    def get_state(self) -> Optional[Future]:
+        """Ask the driver for its lifecycle state; None if its lifecycle service is not there."""
+        if not self._get_state.service_is_ready():
+            return None
+        return self._get_state.call_async(GetState.Request())
 
     def _transition(self, transition_id: int) -> Optional[Future]:
         if not self._change_state.service_is_ready():

@@ -34,6 +34,15 @@ that is not held alive, so no polling adds latency. Sessions that end together (
 takes every session behind it within one assertion period) are handled as one batch: every stop
 is requested before any of their events is published, their heartbeat subscriptions released
 or their expiry logged.
+
+On SIGINT/SIGTERM commands and new sessions are refused at once and the keep-alives stop (the
+drivers' watchdogs stop what is left driven). With `supervisor` set and that node in the ROS
+graph, the manager then waits, at most `ordered_exit_timeout_s`, for the supervisor's ordered
+shutdown to close the sessions (`~/close_all_sessions`, its last step) or for the supervisor to
+leave; a SIGTERM meanwhile ends the wait. What is still open is then closed (`closed by robot`).
+`ros2 launch` signals every process at once, so this is what keeps its Ctrl-C in order.
+A refused deactivation of an actuator that its `get_state` reports inactive, unconfigured or
+finalized counts as a stop: it is safe (the supervisor may have taken it down first).
 """
 
 from dataclasses import dataclass
@@ -41,9 +50,10 @@ import math
 import sys
 import threading
 import time
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import State
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -87,6 +97,11 @@ KEEPALIVE_LEASE_PERIODS = 3
 MIN_TIMER_DELAY_S = 0.0001
 # How often held sessions' writers are looked for in the ROS graph (writer_presence).
 PRESENCE_CHECK_PERIOD_S = 1.0
+# How often a manager waiting to exit looks whether the supervisor has closed the sessions.
+EXIT_POLL_S = 0.05
+# Lifecycle states in which an actuator's outputs are at their safe level.
+STOPPED_STATES = (State.PRIMARY_STATE_INACTIVE, State.PRIMARY_STATE_UNCONFIGURED,
+                  State.PRIMARY_STATE_FINALIZED)
 STATE_NAMES = {SessionEvent.STARTED: 'started', SessionEvent.EXPIRED: 'expired',
                SessionEvent.ENDED: 'ended', SessionEvent.CLOSED_BY_ROBOT: 'closed by robot'}
 
@@ -136,6 +151,20 @@ class SessionManager(Node):
             "How often a driven actuator's last command is sent again, for drivers whose "
             'watchdog stops them when commands stop (their command_timeout_s must exceed 3 '
             'periods, the liveliness lease of these commands).', low=0.01, high=10.0)
+        self._supervisor = declare_string(
+            self, 'supervisor', '', 'Fully qualified name of the lifecycle supervisor whose '
+            'ordered shutdown closes the sessions last; on SIGINT/SIGTERM the manager leaves '
+            'the closing to it while it is there (bounded); empty: none, close at once.')
+        if self._supervisor and not self._supervisor.startswith('/'):
+            raise ValueError('supervisor must be a fully qualified node name (start with /) or '
+                             f'empty, got {self._supervisor!r}')
+        self._ordered_exit_timeout_s = declare_float(
+            self, 'ordered_exit_timeout_s', 4.5, "On SIGINT/SIGTERM, how long the supervisor's "
+            'ordered shutdown may take to close the sessions before the manager closes them '
+            '(launch sends SIGTERM 5 s after SIGINT).', low=0.0, high=60.0)
+        self._exiting = False
+        self._closing_on_request = 0
+        self._exit_wait_over = threading.Event()
         actuators = declare_string_array(
             self, 'actuators', 'Fully qualified node names of the actuator drivers to manage.')
         bad = [name for name in actuators if not name.startswith('/')]
@@ -248,6 +277,8 @@ class SessionManager(Node):
     async def _open(self, request: StartSession.Request, client: str) -> Session:
         """Check, wait for discovery, then start or resume the session; raise SessionError."""
         topic = request.heartbeat_topic
+        if self._exiting:
+            raise SessionError('the robot is shutting down')
         if not topic:
             raise SessionError('heartbeat_topic is required (see StartSession.srv)')
         if self._connectivity_lost is not None and not request.local:
@@ -324,13 +355,22 @@ class SessionManager(Node):
     async def _on_close_all(self, request: Trigger.Request,
                             response: Trigger.Response) -> Trigger.Response:
         """Close every session (`closed by robot`) and stop what they owned: ordered shutdown."""
-        closed = self._table.close_all('robot shutting down')
-        owned = sorted({name for stopped in closed for name in stopped.owned})
-        failed = await self._stop_and_wait(owned) if self._automatic_stop else []
-        for stopped in closed:
-            self._detach_heartbeat_topic(stopped.session.session_id)
-            self._publish_event(stopped.session, SessionEvent.CLOSED_BY_ROBOT, stopped.reason,
-                                stopped.owned)
+        self._closing_on_request += 1
+        try:
+            closed = self._table.close_all('robot shutting down')
+            owned = sorted({name for stopped in closed for name in stopped.owned})
+            failed: List[str] = []
+            if self._automatic_stop:
+                # The ordered shutdown has taken the nodes down already: asked to deactivate,
+                # they would refuse (and log an error); what is not active is stopped.
+                down = await self._not_active([name for name in owned if name in self._links])
+                failed = await self._stop_and_wait([name for name in owned if name not in down])
+            for stopped in closed:
+                self._detach_heartbeat_topic(stopped.session.session_id)
+                self._publish_event(stopped.session, SessionEvent.CLOSED_BY_ROBOT,
+                                    stopped.reason, stopped.owned)
+        finally:
+            self._closing_on_request -= 1
         response.success = not failed
         response.message = (f'closed {len(closed)} session(s), stopped '
                             f'{[name for name in owned if name not in failed]}')
@@ -425,6 +465,9 @@ class SessionManager(Node):
     # --- topics --------------------------------------------------------------------------------
 
     def _on_command(self, message: SessionCommand) -> None:
+        if self._exiting:
+            self._reject(message.session_id, 'command', 'the robot is shutting down')
+            return
         link = self._links.get(message.resource)
         if link is None and message.resource not in self._external:
             self._reject(message.session_id, 'command',
@@ -461,7 +504,7 @@ class SessionManager(Node):
         stop and so does every self-protecting driver.
         """
         sent = False
-        for name, link in self._links.items():
+        for name, link in () if self._exiting else self._links.items():
             driven = self._table.owner_of(name) is not None or not self._automatic_stop
             if driven and link.last_value is not None and not link.stopped_by_manager:
                 link.send(link.last_value)
@@ -554,6 +597,36 @@ class SessionManager(Node):
                 f'{action} {stopped.owned}' for stopped in over)
                 + (f'; stopped with them (stop_with): {along}' if along else ''))
 
+    def exit_in_order(self) -> None:
+        """
+        SIGINT/SIGTERM: refuse commands, let the supervisor close the sessions, close the rest.
+
+        Runs outside the executor thread while it still spins (see the module docstring).
+        """
+        self._exiting = True
+        if self._supervisor and self._ordered_exit_timeout_s > 0:
+            watch = self.create_timer(EXIT_POLL_S, self._check_exit_wait_over,
+                                      clock=self._steady_clock)
+            if not self._exit_wait_over.wait(self._ordered_exit_timeout_s):
+                self.get_logger().warning(
+                    f'{self._supervisor} did not close the sessions within '
+                    f'{self._ordered_exit_timeout_s:g} s: closing them')
+            watch.cancel()
+            self.destroy_timer(watch)
+        self.close_all_sessions('robot shutting down')
+
+    def hurry_exit(self) -> None:
+        """Stop waiting for the supervisor: SIGTERM came (safe in a signal handler)."""
+        self._exit_wait_over.set()
+
+    def _check_exit_wait_over(self) -> None:
+        """On the executor: over once no session is left open or the supervisor has left."""
+        closed = not self._table.live() and not self._closing_on_request
+        namespace, _, name = self._supervisor.rpartition('/')
+        present = (name, namespace or '/') in self.get_node_names_and_namespaces()
+        if closed or not present:
+            self._exit_wait_over.set()
+
     def close_all_sessions(self, reason: str) -> None:
         """
         Close every session, tell clients `closed by robot` and stop what they owned.
@@ -602,11 +675,27 @@ class SessionManager(Node):
 
     def _log_stop_result(self, name: str, done: Future) -> None:
         result = done.result()
-        if result is None or not result.success:
-            self._links[name].problem = 'last stop: deactivate refused (already inactive?)'
-            self.get_logger().warning(f'{name} refused to deactivate (was it already inactive?)')
-        else:
-            self._links[name].problem = ''
+        link = self._links[name]
+        if result is not None and result.success:
+            link.problem = ''
+            return
+        state = link.get_state()
+        if state is None:
+            link.problem = 'last stop: deactivate refused; its state is unknown'
+            self.get_logger().warning(f'{name} refused to deactivate; its state is unknown')
+            return
+
+        def on_state(reply: Future) -> None:
+            answer = reply.result()
+            if answer is not None and answer.current_state.id in STOPPED_STATES:
+                link.problem = ''
+                self.get_logger().info(f'{name} was {answer.current_state.label} already')
+            else:
+                label = answer.current_state.label if answer is not None else 'unknown'
+                link.problem = f'last stop: deactivate refused; it is {label}'
+                self.get_logger().warning(f'{name} refused to deactivate; it is {label}')
+
+        state.add_done_callback(on_state)
 
     async def _discovered(self, client_node: str) -> bool:
         """Wait (bounded) until this node knows the client's command writer."""
@@ -630,19 +719,41 @@ class SessionManager(Node):
         """Stop them and what stops with them, wait (bounded); return the names not confirmed."""
         names = self._stopped_with.expand(names)
         futures = self._stop(names)
+        await self._bounded(self._all_done(futures.values()), self._stop_wait_s(names))
+        refused = [name for name in names if name in self._links and name in futures
+                   and futures[name].done() and futures[name].result() is not None
+                   and not futures[name].result().success]
+        safe = await self._not_active(refused)
+        return [name for name in names
+                if name not in futures or not futures[name].done()
+                or futures[name].result() is None
+                or not futures[name].result().success and name not in safe]
+
+    async def _not_active(self, names: List[str]) -> Set[str]:
+        """Return those actuators of `names` that say they are not active (bounded wait)."""
+        if not names:
+            return set()
+        futures = {name: self._links[name].get_state() for name in names}
+        asked = {name: future for name, future in futures.items() if future is not None}
+        await self._bounded(self._all_done(asked.values()), self._stop_timeout_s)
+        return {name for name, future in asked.items()
+                if future.done() and future.result() is not None
+                and future.result().current_state.id in STOPPED_STATES}
+
+    @staticmethod
+    def _all_done(futures: Iterable[Future]) -> Future:
+        """Return a future set to True once every one of `futures` is done."""
+        pending = list(futures)
         all_done = Future()
 
         def check(_: object = None) -> None:
-            if not all_done.done() and all(f.done() for f in futures.values()):
+            if not all_done.done() and all(f.done() for f in pending):
                 all_done.set_result(True)
 
-        for future in futures.values():
+        for future in pending:
             future.add_done_callback(check)
         check()
-        await self._bounded(all_done, self._stop_wait_s(names))
-        return [name for name in names
-                if name not in futures or not futures[name].done()
-                or not futures[name].result().success]
+        return all_done
 
     def _stop_wait_s(self, names: Iterable[str]) -> float:
         """Return how long to wait for these to confirm a stop: external ones may retry."""
@@ -727,9 +838,9 @@ class SessionManager(Node):
 
 
 def main(args: Optional[List[str]] = None) -> int:
-    """Run the session manager; on SIGINT/SIGTERM it closes every session, stopping actuators."""
-    return run_node(SessionManager, args=args,
-                    before_shutdown=lambda node: node.close_all_sessions('robot shutting down'))
+    """Run the session manager; on SIGINT/SIGTERM every session is closed, in order (above)."""
+    return run_node(SessionManager, args=args, before_shutdown=SessionManager.exit_in_order,
+                    on_signal_again=SessionManager.hurry_exit)
 
 
 if __name__ == '__main__':

@@ -18,7 +18,12 @@ keeps working on each of them.
   resources (`resources:` in the description) are stopped in the step the order gives them,
   beside its nodes (`sessions.external_resources`). Last the session manager
   (`session_manager`) is asked to close every client session (`closed by robot`).
-  On exit the supervisor then stops the driver processes it started.
+  On exit (SIGINT/SIGTERM) the supervisor then lets go of its nodes (its `<node>/alive`
+  readers leave the graph) and stops the driver processes it started. `ros2 launch` signals
+  every process at once: the drivers keep their outputs safe and wait for this (see
+  `drivers.base`), the session manager waits for the sessions to be closed, and a node that
+  leaves meanwhile is done, not dead. A SIGTERM during it (launch's, 5 s after SIGINT) cuts
+  the ordered shutdown short.
 - Liveliness: each driver offers `<node>/alive` (liveliness AUTOMATIC); the supervisor requests
   the node's lease (`liveliness_lease_s` in the description, else
   `default_liveliness_lease_s`). A node whose liveliness is lost is dead, and so is one whose
@@ -29,6 +34,8 @@ keeps working on each of them.
   `respawn` budget and with a doubling back-off, respawned if the supervisor started it, or
   configured and activated again when it comes back (once the nodes it depends on are: a
   sub-part on another host returns with its link, parents first); its dependents follow.
+  A node that comes back still active was only late: it costs no attempt (whoever started
+  it), its dependents are activated again.
 - Connectivity: with `connectivity_loss_policy:=shutdown`, the session manager reporting the
   robot's connectivity lost (`<session_manager>/connected` false) runs the same ordered
   shutdown; the default, `stop`, leaves it to the manager, which closes the remote sessions
@@ -56,12 +63,14 @@ from lifecycle_msgs.msg import Transition, TransitionEvent
 from rcl_interfaces.msg import Log
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import QoSLivelinessChangedInfo, SubscriptionEventCallbacks
+from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
 from std_msgs.msg import Bool, Empty, String
 from std_srvs.srv import Trigger
 
-from viam_session.chips import ChipError
+from viam_session.chips import ChipError, LineInUseError
 from viam_session.drivers.base import alive_qos
 from viam_session.node_runner import run_node
 from viam_session.parameters import declare_bool, declare_float, declare_string
@@ -146,14 +155,17 @@ class LifecycleSupervisor(Node):
         self._started = False
         self._stopping = False
         self._closed = False
+        self._exiting = False
+        self._exit_wait_over = threading.Event()
+        self._alive_readers: List[Subscription] = []
         for fqn in self._tree.nodes:
             self._links[fqn] = LifecycleLink(self, fqn, self._group)
-            self.create_subscription(
+            self._alive_readers.append(self.create_subscription(
                 Empty, f'{fqn}/alive', lambda _: None, alive_qos(self._lease_s(fqn)),
                 event_callbacks=SubscriptionEventCallbacks(
                     liveliness=partial(self._on_liveliness, fqn),
                     incompatible_qos=partial(self._on_incompatible, fqn)),
-                callback_group=self._group)
+                callback_group=self._group))
             self.create_subscription(TransitionEvent, f'{fqn}/transition_event',
                                      partial(self._on_transition, fqn), 10)
         self._resources = ExternalResources(self, self._tree.resources.values(), self._group)
@@ -382,6 +394,8 @@ class LifecycleSupervisor(Node):
         client = self._close_client
         waited = 0.0
         while not client.service_is_ready():
+            if self._exiting and not self._manager_present():
+                return self._manager_left('before the call')
             if waited > self._timeout_s:
                 return f'{client.srv_name} not available'
             await sleep(self, 0.02, self._group)
@@ -393,6 +407,8 @@ class LifecycleSupervisor(Node):
             # sessions itself; its server leaving the graph ends the wait.
             waited += 0.05
             if not client.service_is_ready():
+                if self._exiting:
+                    return self._manager_left('before answering')
                 return f'{self._session_manager} left before answering'
             if waited > self._timeout_s:
                 return f'{client.srv_name} did not answer within {self._timeout_s:g} s'
@@ -401,27 +417,71 @@ class LifecycleSupervisor(Node):
         self.get_logger().info(f'client sessions closed: {future.result().message}')
         return None if future.result().success else future.result().message
 
+    def _manager_present(self) -> bool:
+        namespace, _, name = self._session_manager.rpartition('/')
+        return (name, namespace or '/') in self.get_node_names_and_namespaces()
+
+    def _manager_left(self, when: str) -> None:
+        """
+        Note the session manager gone while everything exits: not a problem.
+
+        It leaves the closing to this shutdown while it has sessions open (bounded), and
+        closes what is left on its way out, so its leaving means its sessions are closed.
+        """
+        self._part_event('sessions_closed', part=self._tree.primary.name,
+                         message=f'{self._session_manager} left {when}')
+        self.get_logger().info(f'client sessions closed: {self._session_manager} left {when}, '
+                               'closing what it had itself')
+        return None
+
     def close(self) -> None:
-        """Run the ordered shutdown (from another thread), then stop the processes started."""
+        """Run the ordered shutdown (from another thread), let go of the nodes, stop processes."""
         if self._closed:
             return
+        self._exiting = True
         executor = self.executor
         if executor is not None:
-            # On SIGINT launch gives a process 5 s, then 10 s after SIGTERM: a node that is
+            # On SIGINT launch gives a process 5 s, then 5 s after SIGTERM: a node that is
             # there answers in milliseconds, so exiting waits on no single call longer than this.
             self._timeout_s = min(self._timeout_s, EXIT_CALL_TIMEOUT_S)
-            done = threading.Event()
             task = executor.create_task(self._exclusive_shutdown)
-            task.add_done_callback(lambda _: done.set())
+            task.add_done_callback(lambda _: self._exit_wait_over.set())
             limit = self._timeout_s * (2 * len(self._tree.shutdown_plan()) + 2)
-            if not done.wait(limit):
+            if not self._exit_wait_over.wait(limit):
                 self.get_logger().error(f'ordered shutdown did not finish within {limit:g} s')
+            elif not task.done():
+                task.cancel()
+                self.get_logger().warning('ordered shutdown cut short by SIGTERM')
         self._closed = True
+        self._let_go(executor)
         self._exit_watch.close()
         self._spawner.close()
         for parked in self._parked.values():
             parked.release()
         self._parked.clear()
+
+    def _let_go(self, executor: Optional[Executor]) -> None:
+        """
+        Destroy the `<node>/alive` readers: the drivers waiting for this exit leave now.
+
+        On the executor's thread: destroyed from another one while it builds its wait set,
+        a reader's liveliness event is an invalid handle to it, and the executor fails.
+        """
+        def destroy() -> None:
+            for reader in self._alive_readers:
+                self.destroy_subscription(reader)
+
+        if executor is None:
+            destroy()
+            return
+        done = threading.Event()
+        executor.create_task(destroy).add_done_callback(lambda _: done.set())
+        if not done.wait(EXIT_CALL_TIMEOUT_S):
+            self.get_logger().warning('the executor did not let go of the nodes in time')
+
+    def hurry_exit(self) -> None:
+        """Stop waiting for the ordered shutdown: SIGTERM came (signal-safe)."""
+        self._exit_wait_over.set()
 
     async def _exclusive_shutdown(self) -> None:
         self._stopping = True
@@ -480,15 +540,35 @@ class LifecycleSupervisor(Node):
         """Report `fqn` dead and handle it, unless that is done already."""
         if self._status.nodes[fqn].alive is False:
             return     # its process exit, then its liveliness loss: one death
+        if self._exiting:
+            self._left_during_exit(fqn, reason)
+            return
         self._status.set_alive(fqn, False)
         self._status.nodes[fqn].error = reason
         if self._spawner.alive(fqn):
             # Its process runs: late (a loaded machine) or stalled; `_lost` tells them apart.
             self.get_logger().warning(f'{fqn} {reason}; its process still runs')
-        else:
+        elif fqn in self._spawner.processes:
             self.get_logger().error(f'{fqn} {reason}: dead')
+        else:   # started by someone else: no process to look at
+            self.get_logger().error(f'{fqn} {reason}: dead, or late')
         self._publish_diagnostics()
         self.executor.create_task(self._lost(fqn))
+
+    def _left_during_exit(self, fqn: str, reason: str) -> None:
+        """
+        Note a node that leaves while everything exits: done, not dead.
+
+        Under `ros2 launch` every process has the signal too; one not taken down yet (its wait
+        ran out, or someone else's node) has its lines parked, in case it could not park them.
+        """
+        state = self._status.nodes[fqn].state
+        self._status.set_alive(fqn, False)
+        self._status.nodes[fqn].error = f'left during the shutdown, {state}'
+        self.get_logger().info(f'{fqn} {reason} during the shutdown, {state}')
+        if state not in ('unconfigured', 'finalized'):
+            self._park(fqn)
+        self._publish_diagnostics()
 
     def _on_incompatible(self, fqn: str, info: Any) -> None:
         self.get_logger().error(
@@ -595,7 +675,12 @@ class LifecycleSupervisor(Node):
         """Configure and activate a node that came back by itself, then its dependents."""
         if not self._started or self._stopping:
             return
-        if self._status.budgets[fqn].next_delay() is None:
+        # Still active: it was late (a loaded machine), not restarted; nothing to bring back
+        # but its dependents, so no attempt is spent.
+        state = await self._links[fqn].state(self._timeout_s)
+        self._status.nodes[fqn].state = state or 'unknown'
+        late = state == 'active'
+        if not late and self._status.budgets[fqn].next_delay() is None:
             self._give_up(fqn)
             return
         self._unpark(fqn)
@@ -650,7 +735,9 @@ class LifecycleSupervisor(Node):
 
     def _give_up(self, fqn: str) -> None:
         attempts = self._status.budgets[fqn].attempts
-        self._status.nodes[fqn].error = f'dead; not brought back after {attempts} attempt(s)'
+        status = self._status.nodes[fqn]
+        status.error = ('dead' if status.alive is False else f'back, {status.state}') + (
+            f'; not brought back after {attempts} attempt(s)')
         self.get_logger().error(f'{fqn}: {self._status.nodes[fqn].error}')
         self._part_event('node_given_up', part=self._tree.nodes[fqn].part, node=fqn)
         self._publish_diagnostics()
@@ -663,6 +750,10 @@ class LifecycleSupervisor(Node):
         try:
             parked = park_lines(self._tree.nodes[fqn], holder=f'{self.get_fully_qualified_name()}'
                                 f' parking {fqn}')
+        except LineInUseError as error:
+            # Its process holds them: it lives (late or stalled), and keeps them safe itself.
+            self.get_logger().warning(f'{fqn}: lines not parked, still held: {error}')
+            return
         except (ChipError, ValueError) as error:
             self.get_logger().error(f'{fqn}: could not park its lines: {error}')
             return
@@ -729,7 +820,8 @@ class LifecycleSupervisor(Node):
 def main(args: Optional[List[str]] = None) -> int:
     """Run the supervisor; on SIGINT/SIGTERM the ordered shutdown runs before it exits."""
     faulthandler.register(signal.SIGUSR1)     # `kill -USR1 <pid>`: every thread's stack
-    return run_node(LifecycleSupervisor, args=args, before_shutdown=LifecycleSupervisor.close)
+    return run_node(LifecycleSupervisor, args=args, before_shutdown=LifecycleSupervisor.close,
+                    on_signal_again=LifecycleSupervisor.hurry_exit)
 
 
 if __name__ == '__main__':

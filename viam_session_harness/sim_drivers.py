@@ -201,20 +201,31 @@ class DriverObserver:
         The process has the whole timeout to offer its service: on a loaded machine a driver
         started with others can take more than 10 s to come up. rmw_fastrtps drops a
         response when the server has not yet matched the client's response reader 100 ms
-        after the request ('failed to send response (timeout)'); the call then never returns,
-        so 10 s after the request the node's state says how the transition went.
+        after the request ('failed to send response (timeout)'), and a request can be lost
+        the same way; the call then never returns. So 10 s after each request the node's
+        state says what happened: the goal state is success, the state the request started
+        from means it never arrived, and it is sent again until the timeout.
         """
         client = self._lifecycle[name][0]
+        deadline = time.monotonic() + timeout_s
         if not client.wait_for_service(timeout_sec=timeout_s):
             raise TimeoutError(f'{client.srv_name} is not available after {timeout_s} s')
         request = ChangeState.Request()
         request.transition.id = transition_id
-        try:
-            return call_service(client, request, min(timeout_s, RESPONSE_TIMEOUT_S)).success
-        except TimeoutError:
-            if transition_id not in GOAL_STATES:
-                raise
-            return self.state(name, timeout_s=timeout_s) == GOAL_STATES[transition_id]
+        start = self.state(name, timeout_s=timeout_s) if transition_id in GOAL_STATES else None
+        while True:
+            left_s = max(deadline - time.monotonic(), GET_STATE_TIMEOUT_S)
+            try:
+                return call_service(client, request, min(left_s, RESPONSE_TIMEOUT_S)).success
+            except TimeoutError:
+                if start is None:
+                    raise
+            left_s = max(deadline - time.monotonic(), GET_STATE_TIMEOUT_S)
+            state = self.state(name, timeout_s=left_s)
+            if state == GOAL_STATES[transition_id]:
+                return True
+            if state != start or time.monotonic() >= deadline:
+                return False
 
     def request_transition(self, name: str, transition_id: int, *,
                            timeout_s: float = 30.0) -> int:

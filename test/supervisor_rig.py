@@ -43,15 +43,15 @@ SUPERVISOR = '/lifecycle_supervisor'
 
 
 class Recorder:
-    """(CLOCK_MONOTONIC ns of arrival, item) pairs; wait for one with a deadline."""
+    """(CLOCK_MONOTONIC ns, item) pairs, of arrival or of sending; wait for one with a deadline."""
 
     def __init__(self) -> None:
         self.items: List[tuple] = []
         self._changed = threading.Condition()
 
-    def append(self, item: Any) -> None:
+    def append(self, item: Any, *, t_ns: Optional[int] = None) -> None:
         with self._changed:
-            self.items.append((time.monotonic_ns(), item))
+            self.items.append((time.monotonic_ns() if t_ns is None else t_ns, item))
             self._changed.notify_all()
 
     def wait_for(self, predicate: Callable[[Any], bool], *, after_ns: int = 0,
@@ -66,6 +66,19 @@ class Recorder:
                 if remaining <= 0:
                     raise TimeoutError(f'nothing matching within {timeout_s} s')
                 self._changed.wait(remaining)
+
+
+def sent_ns(info: Mapping[str, Any]) -> int:
+    """
+    Return when a message was sent, on this machine's CLOCK_MONOTONIC.
+
+    Transition events and session events come from different processes over different DDS
+    paths, so their arrival order can differ from the order they were sent in (seen under
+    load: a parent's `deactivating` arriving before its child's `unconfigured`). The writer's
+    source timestamp (system clock, the same machine) orders them as they happened. `info` is
+    the message info rclpy hands a two-argument callback (a dict on Jazzy too).
+    """
+    return info['source_timestamp'] - (time.time_ns() - time.monotonic_ns())
 
 
 class SupervisorRig:
@@ -174,14 +187,14 @@ class SupervisorRig:
         publisher.publish(Float64(data=value))
 
     def first(self, fqn: str, label: str, timeout_s: float = 30.0) -> int:
-        """Return when `fqn`'s first transition event towards `label` arrived."""
-        return self.transitions.wait_for(lambda item: item == (fqn, label),
-                                         timeout_s=timeout_s)[0]
+        """Return when `fqn`'s first transition event towards `label` was sent."""
+        self.transitions.wait_for(lambda item: item == (fqn, label), timeout_s=timeout_s)
+        return min(t for t, item in self.transitions.items if item == (fqn, label))
 
     def last(self, fqn: str, label: str, timeout_s: float = 30.0) -> int:
-        """Return when `fqn`'s latest event towards `label` arrived (waiting for one)."""
+        """Return when `fqn`'s latest event towards `label` was sent (waiting for one)."""
         self.first(fqn, label, timeout_s)
-        return [t for t, item in self.transitions.items if item == (fqn, label)][-1]
+        return max(t for t, item in self.transitions.items if item == (fqn, label))
 
     def _observe(self, nodes: Sequence[str], command_topics: Sequence[str]) -> None:
         self._context = Context()
@@ -190,15 +203,17 @@ class SupervisorRig:
         self._node = Node('supervisor_observer', context=self._context, enable_rosout=False)
         self._transition_subscriptions = [self._node.create_subscription(
             TransitionEvent, f'{fqn}/transition_event',
-            lambda m, fqn=fqn: self.transitions.append((fqn, m.goal_state.label)), 100)
+            lambda m, info, fqn=fqn: self.transitions.append(
+                (fqn, m.goal_state.label), t_ns=sent_ns(info)), 100)
             for fqn in nodes]
         self._get_state_clients = {fqn: self._node.create_client(GetState, f'{fqn}/get_state')
                                    for fqn in nodes}
         self._node.create_subscription(String, f'{SUPERVISOR}/part_events',
                                        lambda m: self.part_events.append(json.loads(m.data)),
                                        PART_EVENTS_QOS)
-        self._node.create_subscription(SessionEvent, '/session_manager/events',
-                                       self.session_events.append, EVENTS_QOS)
+        self._node.create_subscription(
+            SessionEvent, '/session_manager/events',
+            lambda m, info: self.session_events.append(m, t_ns=sent_ns(info)), EVENTS_QOS)
         self._node.create_subscription(DiagnosticArray, '/diagnostics',
                                        self.diagnostics.append, 10)
         self._clients = {name: self._node.create_client(Trigger, f'{SUPERVISOR}/{name}')

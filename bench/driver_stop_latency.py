@@ -1,5 +1,5 @@
 """
-Measure how fast a driver puts its outputs safe (issue 6), read from the simulated chip.
+Measure how fast a driver puts its outputs safe, read from the simulated chip.
 
 Three figures, each over several runs, for a DC motor driver process on a simulated chip:
 

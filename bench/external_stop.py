@@ -1,5 +1,5 @@
 """
-Measure how fast an expiry stops a robot's own things (issue 9): a gated cmd_vel, lifecycle nodes.
+Measure how fast an expiry stops a robot's own things: a gated cmd_vel, lifecycle nodes.
 
 A session manager (reading a robot description), a session gate relaying teleop to /cmd_vel
 (20 Hz zeros for 1 s) run as processes; N plain rclpy lifecycle nodes (the robot's own, not

@@ -1,7 +1,7 @@
 """
 Measure what candidate heartbeat designs cost the session manager, at full scale.
 
-Requirement (issue 4, item 7): 1024 sessions heartbeating at window/5 must leave the session
+The target: 1024 sessions heartbeating at window/5 must leave the session
 manager under 5 % of one core. For each design (see `heartbeat_roles.py`) this starts a
 receiver process that behaves like the design's manager side and load generator processes
 that behave like its clients, waits until the receiver has heard from every session, then

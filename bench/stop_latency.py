@@ -33,7 +33,7 @@ The impairment forwarder also records when it wrote each writer's liveliness ass
 the robot's namespace (`netfault.rtps_liveliness`); the CSV has the figure from that last
 heartbeat received (`stop_minus_received_window_ms`), empty and counted `unseen` when the
 forwarder saw none of the owner's assertions, which happens for most sessions of the 1- and
-10-session sets and is not explained yet (issue 8 note). An actuator stopped while its session
+10-session sets and is not explained yet. An actuator stopped while its session
 still heartbeated (a false expiry, before the client stopped asserting) is marked
 `expired_before_fault` and left out of the table.
 

@@ -1,5 +1,5 @@
 """
-Self-protecting drivers (S6): the command watchdog and the command publisher's liveliness.
+Self-protecting drivers: the command watchdog and the command publisher's liveliness.
 
 Drivers run as processes of their own on a simulated chip; the times come from the chip's own
 record (CLOCK_MONOTONIC, shared by every process on the machine).

@@ -1,5 +1,5 @@
 """
-Self-protection of a node driven through `~/command` (rule S6): trip when commands stop.
+Self-protection of a node driven through `~/command`: trip when commands stop.
 
 Two things trip it, and either calls `on_trip(reason)` on the node's executor:
 

@@ -1,5 +1,5 @@
 """
-The robot-side connectivity watch (rule S4), without ROS.
+The robot-side connectivity watch (every remote session ends at once when it fails), no ROS.
 
 When the robot itself loses its network (a configured interface loses carrier or goes down, or
 a configured TCP reachability probe fails), the session manager ends every remote session at

@@ -339,7 +339,7 @@ class FleetRobot:
 
         The stop is the PWM 0 after which the motor stayed off, found once the owners have
         expired: on a loaded machine the manager's keep-alive can come late, and the driver's
-        own watchdog (S6) then stops the motor for a moment before the next command.
+        own watchdog then stops the motor for a moment before the next command.
         """
         owners = {owner_of(j, len(self._session_ids)) for j in range(self._driven)}
         expired = {}

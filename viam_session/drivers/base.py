@@ -24,8 +24,8 @@ order (deactivate, cleanup, children first, sessions closed last) before it exit
 meanwhile (launch's, 5 s after SIGINT) ends the wait; a repeated SIGINT does not (launch sends
 one more after Ctrl-C). Then the lines are released and the process exits.
 
-`ActuatorDriver` adds the command topic `~/command` and self-protection (outputs safe when commands stop), set by one
-parameter, `command_timeout_s` (0 switches it off, for one-shot publishers). When it is > 0:
+`ActuatorDriver` adds the command topic `~/command` and self-protection (outputs safe when
+commands stop), set by one parameter, `command_timeout_s` (0 switches it off, for one-shot publishers). When it is > 0:
 
 - the subscription requests liveliness AUTOMATIC with lease `command_timeout_s`: publishers
   offering AUTOMATIC or MANUAL_BY_TOPIC liveliness with a lease no longer than that match;

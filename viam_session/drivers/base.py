@@ -25,7 +25,8 @@ meanwhile (launch's, 5 s after SIGINT) ends the wait; a repeated SIGINT does not
 one more after Ctrl-C). Then the lines are released and the process exits.
 
 `ActuatorDriver` adds the command topic `~/command` and self-protection (outputs safe when
-commands stop), set by one parameter, `command_timeout_s` (0 switches it off, for one-shot publishers). When it is > 0:
+commands stop), set by one parameter, `command_timeout_s` (0 switches it off, for one-shot
+publishers). When it is > 0:
 
 - the subscription requests liveliness AUTOMATIC with lease `command_timeout_s`: publishers
   offering AUTOMATIC or MANUAL_BY_TOPIC liveliness with a lease no longer than that match;

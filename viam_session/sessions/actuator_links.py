@@ -19,8 +19,8 @@ def command_qos(lease_s: float) -> QoSProfile:
     Return the QoS of the manager's command publishers.
 
     Liveliness MANUAL_BY_TOPIC with a short lease: drivers that protect themselves (their
-    command watchdog) request a lease no shorter, and see the publisher lose liveliness, and stop, when the
-    manager dies or its executor stalls.
+    command watchdog) request a lease no shorter, and see the publisher lose liveliness, and
+    stop, when the manager dies or its executor stalls.
     """
     return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                       liveliness=LivelinessPolicy.MANUAL_BY_TOPIC,

@@ -21,6 +21,8 @@ os.environ['PYTHONPATH'] = os.pathsep.join(
 from viam_session_harness.ros_domains import domain_range  # noqa: E402
 from viam_session_harness.sim_robot import MotorSpec, SimRobot  # noqa: E402
 
+from supervisor_rig import SupervisorRig  # noqa: E402, I100 - the tests' own rig
+
 # Consecutive tests use different domains, so a robot still shutting down cannot talk to the
 # next test's; the start depends on the process id so two runs on one machine do not collide.
 # With ROS_DOMAIN_ID set, only the domains it implies are used (the machine may be shared).
@@ -70,3 +72,16 @@ def two_motor_robot(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     """Two motors on one chip, window 0.5 s."""
     yield from _robot(request, tmp_path, default_window_s=0.5,
                       motors=(MotorSpec('left_motor', 12, 16), MotorSpec('right_motor', 13, 17)))
+
+
+@pytest.fixture
+def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SupervisorRig]:
+    """Provide a supervisor rig in a domain of its own; print its logs when the test failed."""
+    supervisor_rig = SupervisorRig(tmp_path, next_domain())
+    failed = True
+    try:
+        yield supervisor_rig
+        report = getattr(request.node, 'report_call', None)
+        failed = report is None or report.failed
+    finally:
+        supervisor_rig.close(failed)

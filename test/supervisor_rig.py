@@ -37,7 +37,7 @@ from viam_session_harness.sim_robot import local_ros_environment
 from viam_session_interfaces.msg import SessionEvent
 import yaml
 
-__all__ = ['Recorder', 'SupervisorRig']
+__all__ = ['driver_entry', 'Recorder', 'SupervisorRig']
 
 SUPERVISOR = '/lifecycle_supervisor'
 
@@ -66,6 +66,14 @@ class Recorder:
                 if remaining <= 0:
                     raise TimeoutError(f'nothing matching within {timeout_s} s')
                 self._changed.wait(remaining)
+
+
+def driver_entry(name: str, driver: str, chip: Path, **parameters: Any) -> Dict[str, Any]:
+    """Return a description's node entry for a driver on the simulated chip at `chip`."""
+    extra = {key: parameters.pop(key) for key in ('depends_on', 'liveliness_lease_s', 'respawn')
+             if key in parameters}
+    return {'name': name, 'driver': driver,
+            'parameters': {'chip_backend': 'sim', 'chip': str(chip), **parameters}, **extra}
 
 
 def sent_ns(info: Mapping[str, Any]) -> int:

@@ -12,7 +12,6 @@ from pathlib import Path
 import threading
 from typing import Dict, Iterator, Tuple
 
-from conftest import next_domain
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import pytest
@@ -68,18 +67,6 @@ class LifecycleProbe:
         self._spinner.join(timeout=5)
         self._node.destroy_node()
         rclpy.try_shutdown(context=self._context)
-
-
-@pytest.fixture
-def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SupervisorRig]:
-    supervisor_rig = SupervisorRig(tmp_path, next_domain())
-    failed = True
-    try:
-        yield supervisor_rig
-        report = getattr(request.node, 'report_call', None)
-        failed = report is None or report.failed
-    finally:
-        supervisor_rig.close(failed)
 
 
 @pytest.fixture

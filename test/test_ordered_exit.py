@@ -20,11 +20,10 @@ from pathlib import Path
 import re
 import signal
 import time
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
-from conftest import next_domain
 import pytest
-from supervisor_rig import SupervisorRig
+from supervisor_rig import driver_entry, SupervisorRig
 
 from viam_session.chips.file_watch import FileWatch
 from viam_session.chips.sim_chip import read_line_changes, wait_for_line_change
@@ -48,38 +47,19 @@ CHILDREN = {'/board': ['/left_motor', '/arm/servo_board', '/arm/shoulder'],
 LOG_ERROR = re.compile(r'\[(ERROR|FATAL)\]|Traceback')
 
 
-@pytest.fixture
-def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SupervisorRig]:
-    supervisor_rig = SupervisorRig(tmp_path, next_domain())
-    failed = True
-    try:
-        yield supervisor_rig
-        report = getattr(request.node, 'report_call', None)
-        failed = report is None or report.failed
-    finally:
-        supervisor_rig.close(failed)
-
-
-def _node(name: str, driver: str, chip: Path, **parameters: Any) -> Dict[str, Any]:
-    extra = {key: parameters.pop(key) for key in ('depends_on', 'liveliness_lease_s', 'respawn')
-             if key in parameters}
-    return {'name': name, 'driver': driver,
-            'parameters': {'chip_backend': 'sim', 'chip': str(chip), **parameters}, **extra}
-
-
 def _rover(chip: Path) -> Dict[str, Any]:
     """Return the rover's kinds of node, and a sub-part, so that children-first means something."""
     return {'name': 'rover', 'primary': {
         'name': 'rover', 'nodes': [
-            _node('board', 'gpio_output', chip, line=BOARD_LINE),
-            _node('left_motor', 'dc_motor', chip, pwm_line=MOTOR_LINE, direction_line=3,
-                  depends_on=['board'], respawn={'max_attempts': 3, 'backoff_s': 1.0}),
-            _node('estop', 'digital_input', chip, line=7)],
+            driver_entry('board', 'gpio_output', chip, line=BOARD_LINE),
+            driver_entry('left_motor', 'dc_motor', chip, pwm_line=MOTOR_LINE, direction_line=3,
+                         depends_on=['board'], respawn={'max_attempts': 3, 'backoff_s': 1.0}),
+            driver_entry('estop', 'digital_input', chip, line=7)],
         'parts': [{
             'name': 'arm', 'namespace': '/arm', 'nodes': [
-                _node('servo_board', 'gpio_output', chip, line=SERVO_BOARD_LINE),
-                _node('shoulder', 'servo', chip, pwm_line=SERVO_LINE,
-                      depends_on=['servo_board'])]}]}}
+                driver_entry('servo_board', 'gpio_output', chip, line=SERVO_BOARD_LINE),
+                driver_entry('shoulder', 'servo', chip, pwm_line=SERVO_LINE,
+                             depends_on=['servo_board'])]}]}}
 
 
 def _start_robot(rig: SupervisorRig) -> Path:
@@ -245,9 +225,9 @@ def test_shutdown_succeeds_when_sessions_own_actuators(rig: SupervisorRig) -> No
 def _late_board(chip: Path, lease_s: float) -> Dict[str, Any]:
     """Return a board (no respawn) and a motor that depends on it."""
     return {'name': 'cart', 'primary': {'name': 'base', 'nodes': [
-        _node('board', 'gpio_output', chip, line=BOARD_LINE, liveliness_lease_s=lease_s),
-        _node('left', 'dc_motor', chip, pwm_line=MOTOR_LINE, direction_line=3,
-              depends_on=['board'], liveliness_lease_s=lease_s)]}}
+        driver_entry('board', 'gpio_output', chip, line=BOARD_LINE, liveliness_lease_s=lease_s),
+        driver_entry('left', 'dc_motor', chip, pwm_line=MOTOR_LINE, direction_line=3,
+                     depends_on=['board'], liveliness_lease_s=lease_s)]}}
 
 
 @pytest.mark.parametrize('spawned', [True, False], ids=['spawned', 'launch_started'])

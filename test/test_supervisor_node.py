@@ -5,11 +5,9 @@ from pathlib import Path
 import signal
 import socket
 import time
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
-from conftest import next_domain
-import pytest
-from supervisor_rig import SupervisorRig
+from supervisor_rig import driver_entry, SupervisorRig
 
 from viam_session.chips.sim_chip import wait_for_line_change
 from viam_session_harness.sim_robot import ClientProcess
@@ -20,39 +18,20 @@ LEASE_S = 0.5
 REACTION_MARGIN_S = 1.0
 
 
-@pytest.fixture
-def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SupervisorRig]:
-    supervisor_rig = SupervisorRig(tmp_path, next_domain())
-    failed = True
-    try:
-        yield supervisor_rig
-        report = getattr(request.node, 'report_call', None)
-        failed = report is None or report.failed
-    finally:
-        supervisor_rig.close(failed)
-
-
-def _node(name: str, driver: str, chip: Path, **parameters: Any) -> Dict[str, Any]:
-    extra = {key: parameters.pop(key) for key in ('depends_on', 'liveliness_lease_s', 'respawn')
-             if key in parameters}
-    return {'name': name, 'driver': driver,
-            'parameters': {'chip_backend': 'sim', 'chip': str(chip), **parameters}, **extra}
-
-
 def _three_levels(chip: Path) -> Dict[str, Any]:
     return {'name': 'rover', 'primary': {
         'name': 'base', 'nodes': [
-            _node('board', 'gpio_output', chip, line=1),
-            _node('motor', 'dc_motor', chip, pwm_line=2, direction_line=3,
-                  depends_on=['board'])],
+            driver_entry('board', 'gpio_output', chip, line=1),
+            driver_entry('motor', 'dc_motor', chip, pwm_line=2, direction_line=3,
+                         depends_on=['board'])],
         'parts': [{
             'name': 'arm', 'namespace': '/arm', 'nodes': [
-                _node('servo_board', 'gpio_output', chip, line=4),
-                _node('shoulder', 'servo', chip, pwm_line=5, depends_on=['servo_board'])],
+                driver_entry('servo_board', 'gpio_output', chip, line=4),
+                driver_entry('shoulder', 'servo', chip, pwm_line=5, depends_on=['servo_board'])],
             'parts': [{
                 'name': 'gripper', 'namespace': '/arm/gripper', 'nodes': [
-                    _node('finger', 'servo', chip, pwm_line=6,
-                          depends_on=['/arm/servo_board'])]}]}]}}
+                    driver_entry('finger', 'servo', chip, pwm_line=6,
+                                 depends_on=['/arm/servo_board'])]}]}]}}
 
 
 PARENTS = {   # node -> nodes that must be up before it (dependencies and parent parts' nodes)
@@ -132,12 +111,12 @@ def test_a_failing_node_stops_the_ramp_up_and_leaves_started_nodes_inactive(
 def _board_and_motors(chip: Path, respawn: Dict[str, Any],
                       lease_s: float = LEASE_S) -> Dict[str, Any]:
     return {'name': 'cart', 'primary': {'name': 'base', 'nodes': [
-        _node('board', 'gpio_output', chip, line=1, liveliness_lease_s=lease_s),
-        _node('left', 'dc_motor', chip, pwm_line=2, direction_line=3, depends_on=['board'],
-              command_timeout_s=0.0,
-              liveliness_lease_s=lease_s, respawn=respawn),
-        _node('right', 'dc_motor', chip, pwm_line=4, direction_line=5, depends_on=['board'],
-              liveliness_lease_s=lease_s)]}}
+        driver_entry('board', 'gpio_output', chip, line=1, liveliness_lease_s=lease_s),
+        driver_entry('left', 'dc_motor', chip, pwm_line=2, direction_line=3, depends_on=['board'],
+                     command_timeout_s=0.0,
+                     liveliness_lease_s=lease_s, respawn=respawn),
+        driver_entry('right', 'dc_motor', chip, pwm_line=4, direction_line=5, depends_on=['board'],
+                     liveliness_lease_s=lease_s)]}}
 
 
 def _wait_seen_alive(rig: SupervisorRig, fqn: str, timeout_s: float = 30.0) -> None:

@@ -534,7 +534,7 @@ def test_a_big_tree_orders_correctly():
         [('robot.primary.nodes[0].parameters.enable_lines', 5)],
         "robot.primary.nodes[0] (board): driver 'board' has no parameter 'enable_lines' (it "
         'declares: use_sim_time, start_type_description_service, chip_backend, chip, '
-        'joint_name, liveliness_lease_s, enable_line, active_level)',
+        'joint_name, liveliness_lease_s, ordered_exit_timeout_s, enable_line, active_level)',
         id='undeclared-parameter'),
 ])
 def test_each_problem_names_the_offending_entry(edits, expected):

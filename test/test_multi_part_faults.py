@@ -22,6 +22,7 @@ import yaml
 from conftest import next_domain  # noqa: I100 - the tests' own helper
 
 DEADLINE_S = 60.0
+STATE_POLL_S = 0.2  # how often the supervisor's view is read while it settles
 WINDOW_S = 2.0
 # The supervisor's liveliness lease of the arm's nodes, and of the primary's node: long enough
 # that a loaded machine seldom makes a healthy node look dead (see README, supervisor timing).
@@ -169,9 +170,17 @@ def _link_up_brings_the_arm_back(robot: MultiPartRobot,
     for dependent in (MOTOR, SERVO):
         assert back[BOARD]['data']['t_ns'] < back[dependent]['data']['t_ns'], (
             f'{dependent} reported back before the board it depends on: {back}')
-    nodes = robot.state()['nodes']
-    assert {fqn: (nodes[fqn]['state'], nodes[fqn]['alive']) for fqn in nodes} == dict.fromkeys(
-        nodes, ('active', True))
+    # The supervisor's view of every node, active and seen alive: a node's liveliness report
+    # can come a moment after its state (seen: a primary node still 'alive: None' just after
+    # the arm was back), so the view is read until it holds or the deadline passes.
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        nodes = robot.state()['nodes']
+        view = {fqn: (nodes[fqn]['state'], nodes[fqn]['alive']) for fqn in nodes}
+        if view == dict.fromkeys(nodes, ('active', True)) or time.monotonic() > deadline:
+            break
+        time.sleep(STATE_POLL_S)
+    assert view == dict.fromkeys(nodes, ('active', True))
     return up_ns
 
 

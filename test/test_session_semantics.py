@@ -284,7 +284,9 @@ def test_diagnostics_list_live_sessions_and_what_they_own(robot):
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
-    status = next(s for s in statuses if s.name == '/session_manager: sessions')
+    # The first status that lists the session: one published before it started lists none.
+    status = next(s for s in statuses if s.name == '/session_manager: sessions'
+                  and f'session {session_id[:8]}' in [v.key for v in s.values])
     values = {v.key: v.value for v in status.values}
     assert status.level == DiagnosticStatus.OK and '1 live session(s)' in status.message
     assert values[f'session {session_id[:8]}'].startswith('teleop (remote)')

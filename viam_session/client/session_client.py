@@ -224,6 +224,12 @@ class SessionClient:
         try:
             if self._session_id and self._lost_reason is None:
                 self.end()
+        except SessionError as error:
+            # Over on the robot's side already (expired just before its event arrived here):
+            # there is nothing left to end. Any other refusal is the caller's to see.
+            if ' is over' not in str(error):
+                raise
+            self._lost_reason = str(error)
         finally:
             self._stop_heartbeats()
             self._executor.shutdown(timeout_sec=2.0)

@@ -206,8 +206,9 @@ def test_sigkill_of_a_motor_mid_motion_parks_its_lines_then_respawns_it(
     print(f'PWM 0 held by the supervisor {delay_s * 1e3:.0f} ms after SIGKILL '
           f'(lease {LEASE_S} s)')
     assert delay_s < LEASE_S + REACTION_MARGIN_S
-    _, back = rig.part_events.wait_for(lambda e: e['event'] == 'node_recovered', timeout_s=60)
-    assert back['node'] == '/left'
+    # Another motor may be late under load and come back first: its recovery is not this one.
+    rig.part_events.wait_for(
+        lambda e: e['event'] == 'node_recovered' and e['node'] == '/left', timeout_s=60)
     nodes = rig.state()['nodes']
     assert nodes['/left']['state'] == 'active' and nodes['/left']['pid'] != pid
     assert not nodes['/left']['parked']

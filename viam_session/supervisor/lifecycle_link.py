@@ -50,7 +50,8 @@ async def bounded(node: Node, future: Future, timeout_s: float,
     try:
         return await waiter
     finally:
-        timer.cancel()
+        # Destroying cancels it; once the node itself is destroyed this is a no-op (a task
+        # closed at shutdown runs this after the timer is gone).
         node.destroy_timer(timer)
 
 

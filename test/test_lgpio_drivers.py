@@ -55,7 +55,7 @@ def test_driver_processes_refuse_configure_and_stay_unconfigured(rig):
     gpio_kinds = [kind for kind in DRIVER_MODULES if DRIVER_TYPES[kind].gpio_lines]
     observer = rig.start({kind: (kind, LGPIO) for kind in gpio_kinds})
     for kind in gpio_kinds:
-        assert not observer.change_state(kind, Transition.TRANSITION_CONFIGURE)
+        assert not observer.change_state(kind, Transition.TRANSITION_CONFIGURE, timeout_s=60)
         assert observer.state(kind) == State.PRIMARY_STATE_UNCONFIGURED
         rig.processes[kind].wait_for_log(LGPIO_MESSAGE)
         assert rig.processes[kind].process.poll() is None

@@ -204,7 +204,8 @@ class DriverObserver:
         after the request ('failed to send response (timeout)'), and a request can be lost
         the same way; the call then never returns. So 10 s after each request the node's
         state says what happened: the goal state is success, the state the request started
-        from means it never arrived, and it is sent again until the timeout.
+        from means it never arrived, and it is sent again until the timeout,
+        then TimeoutError (a refusal is reported only when it was heard).
         """
         client = self._lifecycle[name][0]
         deadline = time.monotonic() + timeout_s
@@ -224,8 +225,12 @@ class DriverObserver:
             state = self.state(name, timeout_s=left_s)
             if state == GOAL_STATES[transition_id]:
                 return True
-            if state != start or time.monotonic() >= deadline:
+            if state != start:
                 return False
+            if time.monotonic() >= deadline:
+                # Refused with every reply lost, or never arrived: not a refusal to report.
+                raise TimeoutError(f'{name}: no reply to transition {transition_id} within '
+                                   f'{timeout_s} s and still in state {start}')
 
     def request_transition(self, name: str, transition_id: int, *,
                            timeout_s: float = 30.0) -> int:

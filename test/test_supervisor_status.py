@@ -8,7 +8,8 @@ from viam_session.drivers import DRIVER_MODULES
 from viam_session.supervisor.parking import park_lines
 from viam_session.supervisor.spawner import DriverSpawner
 from viam_session.supervisor.status import ERROR, OK, RespawnBudget, TreeStatus, WARN
-from viam_session.supervisor.tree import DRIVER_TYPES, parse_robot_description, Respawn
+from viam_session.supervisor.tree import (
+    DRIVER_TYPES, ManagedNode, parse_robot_description, Respawn)
 
 
 def _tree(chip: Path):
@@ -126,3 +127,20 @@ def test_an_actuator_at_rest_between_sessions_is_idle_and_ok(tmp_path: Path) -> 
     status.set_alive('/motor', True)
     status.set_state('/motor', 'inactive')
     assert (motor.level, motor.message()) == (WARN, 'inactive')      # held down, or stopping
+
+
+def test_a_package_in_the_working_directory_does_not_shadow_the_installed_drivers(
+        tmp_path: Path, monkeypatch) -> None:
+    """Started from a directory holding a `viam_session` package, a driver runs the real one."""
+    shadow = tmp_path / 'viam_session'
+    shadow.mkdir()
+    (shadow / '__init__.py').write_text('raise SystemExit(3)\n', encoding='utf-8')
+    monkeypatch.chdir(tmp_path)
+    # A parameter of the wrong type: the real driver refuses it and exits 2, at once.
+    node = ManagedNode(name='motor', namespace='/', part='base', driver='dc_motor',
+                       parameters={'pwm_frequency_hz': 'fast'})
+    spawner = DriverSpawner()
+    try:
+        assert spawner.spawn(node, liveliness_lease_s=1.0).wait(timeout=60) == 2
+    finally:
+        spawner.close()

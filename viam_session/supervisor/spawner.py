@@ -47,7 +47,9 @@ def driver_command(node: ManagedNode, *, liveliness_lease_s: float,
     parameters = dict(node.parameters, liveliness_lease_s=float(liveliness_lease_s))
     path = parameter_dir / (node.fully_qualified_name.strip('/').replace('/', '__') + '.yaml')
     path.write_text(yaml.safe_dump({'/**': {'ros__parameters': parameters}}), encoding='utf-8')
-    return [sys.executable, '-m', DRIVER_MODULES[node.driver], '--ros-args',
+    # -P: the supervisor's working directory is not put on sys.path, so a source checkout
+    # there (ros2 launch run from a workspace's src/) cannot shadow the installed package.
+    return [sys.executable, '-P', '-m', DRIVER_MODULES[node.driver], '--ros-args',
             '-r', f'__node:={node.name}', '-r', f'__ns:={node.namespace}',
             '--params-file', str(path)]
 

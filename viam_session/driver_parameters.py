@@ -124,11 +124,23 @@ LIFECYCLE_DRIVER = _table(
                   '(launch sends SIGTERM 5 s after SIGINT); 0: exit at once.'),
 )
 
+
+
+def _command_source() -> ParameterSpec:
+    return ParameterSpec(
+        name='command_source', default='', kind=str,
+        description='The only node whose commands are obeyed (the session manager, e.g. '
+        "/session_manager; a relative name is in the driver's namespace); commands from "
+        'other publishers are dropped, counted in diagnostics and logged. Empty: any '
+        'publisher.')
+
+
 # Drivers commanded on ~/command (drivers.base.ActuatorDriver).
 ACTUATOR = _table(ParameterSpec(
     name='command_timeout_s', default=0.5, low=0.0, high=60.0,
     description='Self-protection: outputs go safe when no valid command arrived for this long '
-    'or the command publisher lost liveliness (lease = this); 0 switches it off.'))
+    'or the command publisher lost liveliness (lease = this); 0 switches it off.'),
+    _command_source())
 
 BOARD = _table(
     _optional_line('enable_line', 'Line enabling the board (on while active); -1: none.'),
@@ -202,6 +214,7 @@ SESSION_GATE = _table(
                   description='Self-protection: the gate closes when no valid command came '
                   'for this long or the command publisher lost liveliness (lease = this); 0 '
                   'switches it off.'),
+    _command_source(),
     _lease(),
 )
 

@@ -195,7 +195,9 @@ class SimRobot:
             self._spawn(motor.name, 'viam_session.drivers.dc_motor', [
                 '-r', f'__node:={motor.name}', '-p', f'chip:={self.chip_dir}',
                 '-p', f'pwm_line:={motor.pwm_line}',
-                '-p', f'direction_line:={motor.direction_line}'])
+                '-p', f'direction_line:={motor.direction_line}',
+                # As a robot should run: only the session manager drives the motors.
+                '-p', 'command_source:=/session_manager'])
         self._start_observer()
         deadline = time.monotonic() + timeout_s
         for motor in self.motors.values():

@@ -311,14 +311,14 @@ class SessionManager(Node):
         if in_use != [HEARTBEAT_TYPE]:
             raise SessionError(f'heartbeat topic {topic} is in use with type '
                                f'{", ".join(in_use)}; it may carry only {HEARTBEAT_TYPE}')
-        if self.count_publishers(topic) > 1:
-            raise SessionError(f'heartbeat topic {topic} has more than one writer; it must '
-                               'have only the one of the client starting the session')
         try:
             self._watch.watch(topic, window_s)
         except ValueError as error:
             raise SessionError(str(error)) from error
         try:
+            if self.count_publishers(topic) > 1:   # a valid name: watch() checked it
+                raise SessionError(f'heartbeat topic {topic} has more than one writer; it must '
+                                   'have only the one of the client starting the session')
             # Checked again: the session may have expired while discovery was awaited.
             session = self._table.start(
                 client, duration_to_seconds(request.requested_window), resume_id,

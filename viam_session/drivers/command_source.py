@@ -10,6 +10,11 @@ writers: each message carries its writer's GID, and the ROS graph says which nod
 to. Anything else is dropped before it reaches the outputs or feeds the watchdog, counted for
 diagnostics and logged (throttled).
 
+Where a message comes without its writer's GID (rclpy before Kilted has no `publisher_gid` in
+`MessageInfo`), it cannot be told apart: it is accepted only while every writer on the topic
+belongs to the source, so a foreign writer stops everything (the watchdog then makes the
+outputs safe) rather than driving.
+
 Node names are not authenticated: a process that names itself after the source gets through.
 This guards against mistakes and ROS-level tooling, not against a malicious participant; only
 DDS Security (SROS2) permissions decide who may publish on a topic (docs/security.md).
@@ -51,7 +56,16 @@ class CommandSource:
         """Return whether a command written by `gid` may drive; count it if not."""
         if not self.source:
             return True
-        node = self._node_of(gid) if gid is not None else None
+        if gid is None:
+            nodes = {node for node, _ in self._writers()}
+            if nodes == {self.source}:
+                return True
+            self.dropped += 1
+            foreign = sorted(nodes - {self.source})
+            self.last_dropped_from = (f'unknown (no writer GID; other writers: {foreign})'
+                                      if foreign else 'unknown (no writer GID)')
+            return False
+        node = self._node_of(gid)
         if node == self.source:
             return True
         self.dropped += 1

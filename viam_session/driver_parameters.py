@@ -16,7 +16,7 @@ not see the difference, and the description hands the node the float it declares
 from dataclasses import dataclass
 import math
 from types import MappingProxyType
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from viam_session.chips.base import SERVO_FREQUENCY_RANGE_HZ, SERVO_PULSE_RANGE_US
 from viam_session.chips.factory import CHIP_BACKENDS
@@ -24,7 +24,7 @@ from viam_session.drivers.h_bridge import H_BRIDGE_MODES
 
 __all__ = ['ACTUATOR', 'BOARD', 'DC_MOTOR', 'DIGITAL_INPUT', 'DRIVER_PARAMETERS', 'ENCODER',
            'GPIO_OUTPUT', 'LIFECYCLE_DRIVER', 'ParameterSpec', 'ROS_NODE', 'SERVO',
-           'SESSION_GATE']
+           'SESSION_GATE', 'with_command_source']
 
 MAX_LINE = 1023
 _TYPE_NAMES = {bool: 'a bool', int: 'an integer', float: 'a double', str: 'a string'}
@@ -123,7 +123,6 @@ LIFECYCLE_DRIVER = _table(
                   'supervisor watching ~/alive to take this node down and leave before exiting '
                   '(launch sends SIGTERM 5 s after SIGINT); 0: exit at once.'),
 )
-
 
 
 def _command_source() -> ParameterSpec:
@@ -235,3 +234,17 @@ DRIVER_PARAMETERS: Mapping[str, Mapping[str, ParameterSpec]] = MappingProxyType(
     'servo': _driver(LIFECYCLE_DRIVER, ACTUATOR, SERVO),
     'session_gate': _driver(SESSION_GATE),
 })
+
+
+def with_command_source(driver: str, parameters: Mapping[str, Any],
+                        source: str) -> Dict[str, Any]:
+    """
+    Return a driver's parameters with `command_source` set to `source` (the session manager).
+
+    Only for driver types that take commands, and only where the description does not set it
+    (an empty value there keeps a driver open to any publisher on purpose).
+    """
+    if source and 'command_source' in DRIVER_PARAMETERS.get(driver, {}) \
+            and 'command_source' not in parameters:
+        return {**parameters, 'command_source': source}
+    return dict(parameters)

@@ -142,7 +142,8 @@ def test_actuator_diagnostics_call_the_idle_state_ok():
         ActuatorView(name='/pan', owner='0123456789abcdef', stopped=False)])
     assert status.level == DiagnosticStatus.OK
     assert {v.key: v.value for v in status.values} == {
-        '/base_gate': IDLE, '/motor': 'idle: no session', '/pan': 'owned by session 0123456789abcdef'}
+        '/base_gate': IDLE, '/motor': 'idle: no session',
+        '/pan': 'owned by session 0123456789abcdef'}
     assert status.message == '3 actuator(s), 1 owned by a session'
     failed = actuator_status(name='m', actuators=[ActuatorView(
         name='/motor', owner='0123456789abcdef', stopped=True,

@@ -139,12 +139,12 @@ class SessionClient:
 
     @property
     def session_id(self) -> str:
-        """The session's secret id: it ends and resumes the session; never publish it."""
+        """Return the session's secret id: it ends and resumes the session; never publish it."""
         return self._session_id
 
     @property
     def handle(self) -> str:
-        """The session's public handle, as the robot's events and listings name it."""
+        """Return the session's public handle, as the robot's events and listings name it."""
         return self._handle
 
     @property

@@ -206,6 +206,7 @@ class SessionGate(GuardedLifecycleNode):
                       KeyValue(key='message type', value=core.kind),
                       KeyValue(key='relayed', value=str(core.relayed)),
                       KeyValue(key='zeros sent', value=str(core.zeros_sent)),
+                      KeyValue(key='commands from', value=self._watchdog.source.describe()),
                       KeyValue(key='lifecycle state',
                                value=self._state_machine.current_state[1])]
         status = DiagnosticStatus(level=DiagnosticStatus.OK,

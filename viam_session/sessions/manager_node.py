@@ -242,7 +242,9 @@ class SessionManager(Node):
         self._keepalive_timer = self.create_timer(
             self._keepalive_period_s, self._send_keepalives, clock=self._steady_clock,
             autostart=False)
-        self._presence = WriterPresence(self.count_publishers)
+        # Writers per heartbeat topic, counted once per check for both of its uses.
+        self._writer_counts: Dict[str, int] = {}
+        self._presence = WriterPresence(lambda topic: self._writer_counts[topic])
         self.create_timer(PRESENCE_CHECK_PERIOD_S, self._check_writers_present,
                           clock=self._steady_clock)
         if self._connectivity is not None:
@@ -557,9 +559,11 @@ class SessionManager(Node):
         Also close every session whose heartbeat topic has more than one writer in the graph
         (module docstring), alive or not.
         """
-        for topic in [topic for topic in self._heartbeat_topics
-                      if self.count_publishers(topic) > 1]:
-            self._on_crowded(topic)
+        self._writer_counts = {topic: self.count_publishers(topic)
+                               for topic in self._heartbeat_topics}
+        for topic, count in self._writer_counts.items():
+            if count > 1:
+                self._on_crowded(topic)
         held = {topic: state for topic, state in self._heartbeat_topics.items() if state.alive}
         released = False
         for topic in self._presence.gone(held):

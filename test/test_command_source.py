@@ -1,5 +1,6 @@
 """Which writers may drive an actuator (drivers.command_source, no ROS)."""
 
+from viam_session.driver_parameters import with_command_source
 from viam_session.drivers.command_source import CommandSource, resolve_source
 
 MANAGER_GID = bytes(range(16))
@@ -54,3 +55,15 @@ def test_relative_sources_are_in_the_drivers_namespace():
     assert resolve_source('session_manager', '/') == '/session_manager'
     assert resolve_source('/session_manager', '/r1') == '/session_manager'
     assert resolve_source('', '/r1') == ''
+
+
+def test_actuators_get_the_session_manager_unless_their_description_says_otherwise():
+    """Launch and the supervisor fill in command_source for drivers that take commands only."""
+    assert with_command_source('dc_motor', {'pwm_line': 12}, '/r1/session_manager') == {
+        'pwm_line': 12, 'command_source': '/r1/session_manager'}
+    assert with_command_source('session_gate', {}, '/session_manager') == {
+        'command_source': '/session_manager'}
+    assert with_command_source('dc_motor', {'command_source': ''}, '/session_manager') == {
+        'command_source': ''}     # left open on purpose by the description
+    assert with_command_source('encoder', {'a_line': 17}, '/session_manager') == {'a_line': 17}
+    assert with_command_source('dc_motor', {}, '') == {}

@@ -7,6 +7,7 @@ session services and publishes where it likes. Real processes, real DDS; the mot
 read from the simulated chip's record.
 """
 
+import itertools
 import subprocess
 import sys
 import threading
@@ -114,13 +115,32 @@ def _start(robot, value: float, name: str = 'owner'):
     return client, started['session_id'], started['handle']
 
 
+def _command_seen(robot, party: ThirdParty, handle: str, secret: str,
+                  value: float) -> SessionCommand:
+    """
+    Send the session's command (tagged, sequences from 2 up) until the third party records one.
+
+    The client process's own first command may leave before this node has matched it.
+    """
+    deadline = time.monotonic() + 30.0
+    for sequence in itertools.count(2):
+        robot.send_command(handle, '/motor', value, secret=secret, sequence=sequence)
+        try:
+            party.wait_for(lambda: any(m.sequence >= 2 for m in party.commands),
+                           'a command seen on the shared topic', timeout_s=0.2)
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+            continue
+        return next(m for m in party.commands if m.sequence >= 2)
+
+
 def test_nothing_the_robot_publishes_carries_the_secret_id(robot, party):
     """Events, rejections, diagnostics, /rosout and the command topic show only the handle."""
     client, secret, handle = _start(robot, 0.5)
     listed = party.listed()
     assert [s.handle for s in listed] == [handle]
-    party.wait_for(lambda: any(isinstance(m, SessionCommand) for m in party.snapshot()),
-                   'command seen on the shared topic')
+    _command_seen(robot, party, handle, secret, 0.5)
     party.wait_for(lambda: any(isinstance(m, DiagnosticArray) and handle in str(m)
                                for m in party.snapshot()), 'diagnostics naming the session')
     robot.send_command(handle, '/nowhere', 1.0, secret=secret, sequence=10 ** 6)
@@ -195,10 +215,10 @@ def test_the_same_client_name_without_the_secret_cannot_take_the_session_over(ro
 def test_a_recorded_command_replayed_later_is_refused(robot, party):
     """A third party echoes the owner's command and sends it again: refused, motor unmoved."""
     client, secret, handle = _start(robot, 0.5)
-    party.wait_for(lambda: any(m.value == 0.5 for m in party.commands), 'the 0.5 command')
-    recorded = next(m for m in party.commands if m.value == 0.5)
+    recorded = _command_seen(robot, party, handle, secret, 0.5)
     # The owner moves on (a later command, as a teleop would send), then the replay.
-    robot.send_command(handle, '/motor', 0.2, secret=secret, sequence=recorded.sequence + 1)
+    last = max(m.sequence for m in party.commands)
+    robot.send_command(handle, '/motor', 0.2, secret=secret, sequence=last + 1000)
     moved = robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.2))
     party.command_writer.publish(recorded)
     party.wait_for(lambda: any(isinstance(m, Rejection) and 'replayed' in m.reason

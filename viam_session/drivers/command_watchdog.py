@@ -17,14 +17,14 @@ commands are dropped before the callback, so they neither drive nor feed the tim
 is why the timer, fed by accepted commands only, is the check that always holds.
 """
 
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.event_handler import QoSLivelinessChangedInfo, SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import LivelinessPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.subscription import MessageInfo, Subscription
+from rclpy.subscription import Subscription
 from rclpy.timer import Timer
 
 from viam_session.drivers.command_source import CommandSource
@@ -73,7 +73,8 @@ class CommandWatchdog:
         if self._timer is not None:
             self._timer.cancel()
 
-    def _on_message(self, message: Any, info: MessageInfo) -> None:
+    def _on_message(self, message: Any, info: Dict[str, Any]) -> None:
+        # rclpy passes the MessageInfo dict; `publisher_gid` only from Kilted on.
         gid = info.get('publisher_gid')
         if self.source.accepts(bytes(gid['data']) if gid else None):
             self._callback(message)

@@ -59,11 +59,11 @@ def trial(robot: ExternalRobot, count: int, window_s: float) -> Dict[str, float]
     client.claim('/base_gate')
     for index in range(count):
         client.claim(f'/node_{index}')
-    robot.wait_owned(client.session_id, ['/base_gate', *(f'/node_{i}' for i in range(count))])
+    robot.wait_owned(client.handle, ['/base_gate', *(f'/node_{i}' for i in range(count))])
     relayed = robot.outputs.wait_for(lambda item: item[1] == FORWARD,
                                      after_ns=time.monotonic_ns())
     client._stop_heartbeats()      # the link drops
-    expired = robot.wait_for_event(client.session_id, SessionEvent.EXPIRED)
+    expired = robot.wait_for_event(client.handle, SessionEvent.EXPIRED)
     zero = robot.outputs.wait_for(lambda item: item[1] == Twist(), after_ns=relayed.t_ns)
     inactive = [robot.transitions.wait_for(
         lambda item, name=name: item == (name, State.PRIMARY_STATE_INACTIVE),

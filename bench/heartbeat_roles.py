@@ -158,7 +158,7 @@ class Receiver:
     # --- callbacks (the per-design cost being measured) ---------------------------------------
 
     def _on_heartbeat(self, message: Heartbeat) -> None:
-        session_id = message.session_id
+        session_id = message.handle
         if session_id in self._deadlines:
             self._deadlines[session_id] = time.monotonic() + self._window_s
         else:
@@ -314,7 +314,7 @@ class Generator:
 
     def _heartbeat_action(self, session_id: str) -> Callable[[], None]:
         publisher = self.node.create_publisher(Heartbeat, SHARED_TOPIC, HEARTBEAT_QOS)
-        message = Heartbeat(session_id=session_id)
+        message = Heartbeat(handle=session_id)
 
         def beat() -> None:
             message.sequence += 1

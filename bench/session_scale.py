@@ -58,6 +58,7 @@ from rclpy.signals import SignalHandlerOptions
 import viam_session
 from viam_session.client.session_client import assertion_period_s
 from viam_session.service_call import call_service
+from viam_session.sessions.command_auth import CommandSigner
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.sessions.manager_node import STATE_NAMES
 from viam_session.time_convert import seconds_to_duration, time_to_seconds
@@ -110,7 +111,8 @@ class Writer:
     due_ns: int = 0
     last_ns: int = 0
     active: bool = True
-    session_id: str = ''
+    handle: str = ''
+    signer: Optional[CommandSigner] = None
     started_s: float = 0.0  # when the manager answered the start request (monotonic)
 
 
@@ -166,7 +168,7 @@ class LoadGenerator:
         return writer
 
     def start_session(self, writer: Writer, client: str) -> str:
-        """Ask the manager for a session on `writer`'s topic; return its id."""
+        """Ask the manager for a session on `writer`'s topic; return its handle."""
         request = StartSession.Request(
             client=client, client_node=self.node.get_fully_qualified_name(),
             heartbeat_topic=writer.topic)
@@ -174,14 +176,17 @@ class LoadGenerator:
         response = call_service(self._start, request, START_TIMEOUT_S)
         if not response.success:
             raise RuntimeError(f'start refused for {client}: {response.message}')
-        writer.session_id = response.session_id
+        writer.handle = response.handle
+        writer.signer = CommandSigner(response.session_id, response.handle,
+                                      response.command_sequence)
         writer.started_s = time.monotonic()
-        return response.session_id
+        return response.handle
 
-    def command(self, session_id: str, resource: str, value: float) -> None:
-        """Publish one session-tagged command."""
-        self._commands.publish(SessionCommand(session_id=session_id, resource=resource,
-                                              value=value))
+    def command(self, writer: Writer, resource: str, value: float) -> None:
+        """Publish one command of `writer`'s session, tagged with its secret."""
+        sequence, tag = writer.signer.sign(resource, value)
+        self._commands.publish(SessionCommand(handle=writer.handle, resource=resource,
+                                              value=value, sequence=sequence, tag=tag))
 
     def stop_writer(self, writer: Writer) -> int:
         """Stop asserting `writer`; return when its last assertion returned (monotonic ns)."""
@@ -439,7 +444,7 @@ class Bench:
         try:
             if robot is not None:
                 self.report.rejections += [
-                    {'session_id': s.message.session_id, 'subject': s.message.subject,
+                    {'handle': s.message.handle, 'subject': s.message.subject,
                      'reason': s.message.reason} for s in robot.rejections.snapshot()]
                 robot.close()
         finally:
@@ -553,19 +558,19 @@ class Bench:
 
     def check_background(self) -> None:
         """Record any background session the manager ended (a false expiry)."""
-        ids = {writer.session_id: writer for writer in self.background}
-        seen = {entry['session_id'] for entry in self.report.false_expiries}
+        ids = {writer.handle: writer for writer in self.background}
+        seen = {entry['handle'] for entry in self.report.false_expiries}
         for stamped in self.robot.events.snapshot():
             event = stamped.message
-            if event.session_id in ids and event.state != SessionEvent.STARTED \
-                    and event.session_id not in seen:
-                self._record_false_expiry(ids[event.session_id], event)
-                seen.add(event.session_id)
+            if event.handle in ids and event.state != SessionEvent.STARTED \
+                    and event.handle not in seen:
+                self._record_false_expiry(ids[event.handle], event)
+                seen.add(event.handle)
 
     def _record_false_expiry(self, writer: Writer, event: SessionEvent) -> None:
         wall_minus_mono = time.time() - time.monotonic()
         ended = time_to_seconds(event.stamp) - wall_minus_mono
-        entry = {'session_id': event.session_id, 'topic': writer.topic,
+        entry = {'handle': event.handle, 'topic': writer.topic,
                  'state': STATE_NAMES.get(event.state, event.state), 'reason': event.reason,
                  'ms_after_start': round((ended - writer.started_s) * 1000, 1),
                  'robot': self._robots}
@@ -616,22 +621,22 @@ class Bench:
 
     def _measure_probe(self, writer: Writer, name: str) -> ProbeRun:
         window_s = writer.window_s
-        session_id = self.generator.start_session(writer, name)
+        handle = self.generator.start_session(writer, name)
         commanded_ns = time.monotonic_ns()
-        self.generator.command(session_id, f'/{MOTOR}', POWER)
+        self.generator.command(writer, f'/{MOTOR}', POWER)
         self.robot.wait_for_duty(MOTOR, lambda duty: abs(duty - POWER) < 1e-9,
                                  after_ns=commanded_ns, timeout_s=EVENT_MARGIN_S)
         # A session whose writer never became alive expires one window after its start.
         hold_s = writer.started_s + window_s * (1 + HOLD_MARGIN) + HOLD_MARGIN_S
         try:
-            early = self.robot.wait_for_event(session_id, SessionEvent.EXPIRED,
+            early = self.robot.wait_for_event(handle, SessionEvent.EXPIRED,
                                               timeout_s=max(hold_s - time.monotonic(), 0.0))
         except TimeoutError:
             early = None
         if early is not None:
             raise RuntimeError(f'expired while still asserting: {early.message.reason}')
         last_ns = self.generator.stop_writer(writer)
-        expired = self.robot.wait_for_event(session_id, SessionEvent.EXPIRED,
+        expired = self.robot.wait_for_event(handle, SessionEvent.EXPIRED,
                                             timeout_s=window_s + EVENT_MARGIN_S)
         wall_minus_mono = time.time() - time.monotonic()
         pwm_zero = self.robot.wait_for_duty(MOTOR, lambda duty: duty == 0.0, after_ns=last_ns,
@@ -674,8 +679,8 @@ class Bench:
     def count_live(self) -> int:
         """Return how many background sessions the manager lists as live."""
         response = self.robot.call(f'{MANAGER}/list_sessions', ListSessions.Request())
-        listed = {info.session_id for info in response.sessions}
-        return sum(1 for writer in self.background if writer.session_id in listed)
+        listed = {info.handle for info in response.sessions}
+        return sum(1 for writer in self.background if writer.handle in listed)
 
 
 def _traceback(lines: List[str]) -> str:

@@ -59,6 +59,7 @@ from launch.logging import launch_config
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
+from viam_session.driver_parameters import with_command_source
 from viam_session.launch_plan import (
     flag, given_overrides, log_level, respawn_options, robot_namespace)
 from viam_session.supervisor.tree import (
@@ -151,7 +152,9 @@ def _robot(context: LaunchContext) -> List[Any]:
     for node in local:
         if node.driver not in DRIVER_EXECUTABLES:
             continue
-        parameters = {key: _parameter(value) for key, value in node.parameters.items()}
+        # Actuators obey the robot's session manager only (docs/security.md).
+        parameters = {key: _parameter(value) for key, value in with_command_source(
+            node.driver, node.parameters, f'{namespace.rstrip("/")}/session_manager').items()}
         if node.liveliness_lease_s is not None:
             parameters['liveliness_lease_s'] = node.liveliness_lease_s
         respawn, note = respawn_options(node.respawn, LifecycleNode)

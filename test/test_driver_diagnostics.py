@@ -136,7 +136,8 @@ def test_status_names_the_node_and_chip_and_says_why_outputs_are_safe():
     assert 'watchdog tripped (no valid command for 0.5 s)' in status.message
     assert values(status) == {
         'lifecycle state': 'active', 'chip': 'lgpio 0',
-        'watchdog': 'tripped: no valid command for 0.5 s', 'driving': 'no',
+        'watchdog': 'tripped: no valid command for 0.5 s', 'commands from': 'any publisher',
+        'driving': 'no',
         'line 12 (pwm_line)': 'PWM duty 0.000 at 1000 Hz',
         'line 16 (direction_line)': 'level 0', 'line 22 (line)': 'input, level 1'}
 

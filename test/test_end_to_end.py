@@ -24,11 +24,11 @@ STOP_MARGIN_S = 0.5
 def test_client_drives_motor_while_session_lives(robot):
     """A session's command reaches the motor and the session is listed with the motor."""
     client = robot.start_client(resource='/motor', value=0.5)
-    session_id = client.wait_for('started')['session_id']
+    handle = client.wait_for('started')['handle']
     robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.5))
     listed = robot.call('/session_manager/list_sessions', ListSessions.Request())
-    assert [(s.session_id, list(s.owned_resources)) for s in listed.sessions] == [
-        (session_id, ['/motor'])]
+    assert [(s.handle, list(s.owned_resources)) for s in listed.sessions] == [
+        (handle, ['/motor'])]
     # Heartbeats keep it alive well past the window.
     client.lines.wait_for(lambda line: line.get('sequence', 0) >= 10, 30, 'ten heartbeats')
     assert robot.duty('motor') == pytest.approx(0.5)
@@ -38,11 +38,11 @@ def test_client_drives_motor_while_session_lives(robot):
 def test_sigkill_of_client_stops_motor_after_one_window(robot):
     """A client that vanishes has its motor powered off one window after its last heartbeat."""
     client = robot.start_client(resource='/motor', value=0.7)
-    session_id = client.wait_for('started')['session_id']
+    handle = client.wait_for('started')['handle']
     running = robot.wait_for_duty('motor', lambda duty: duty > 0.0)
     client.wait_for('heartbeat')
     client.kill()
-    expired = robot.wait_for_event(session_id, SessionEvent.EXPIRED, timeout_s=30)
+    expired = robot.wait_for_event(handle, SessionEvent.EXPIRED, timeout_s=30)
     stopped = robot.wait_for_duty('motor', lambda duty: duty == 0.0, after_ns=running.t_ns)
     # The client prints each heartbeat (liveliness assertion) just after sending it.
     last_heartbeat_ns = client.last('heartbeat')['t_ns']
@@ -79,15 +79,15 @@ def test_unknown_and_expired_ids_are_rejected_with_a_reason(robot):
     request.requested_window = Duration(sec=0, nanosec=100_000_000)
     started = robot.call('/session_manager/start_session', request)
     assert started.success, started.message
-    robot.wait_for_event(started.session_id, SessionEvent.EXPIRED, timeout_s=30)
+    robot.wait_for_event(started.handle, SessionEvent.EXPIRED, timeout_s=30)
 
     expired = robot.call('/session_manager/end_session',
                          EndSession.Request(session_id=started.session_id))
     assert not expired.success
     assert 'expired' in expired.message
-    robot.send_command(started.session_id, '/motor', 0.5)
+    robot.send_command(started.handle, '/motor', 0.5, secret=started.session_id)
     rejection = robot.rejections.wait_for(
-        lambda s: s.message.session_id == started.session_id, 30, 'command rejection')
+        lambda s: s.message.handle == started.handle, 30, 'command rejection')
     assert rejection.message.subject == 'command'
     assert 'expired' in rejection.message.reason
     resume = StartSession.Request(client='forgetful', heartbeat_topic='/nobody/writes/this',
@@ -111,8 +111,8 @@ def test_heartbeat_of_one_session_does_not_keep_another_alive(two_motor_robot):
     robot = two_motor_robot
     left = robot.start_client(resource='/left_motor', value=0.3, name='left')
     right = robot.start_client(resource='/right_motor', value=0.6, name='right')
-    left_id = left.wait_for('started')['session_id']
-    right_id = right.wait_for('started')['session_id']
+    left_id = left.wait_for('started')['handle']
+    right_id = right.wait_for('started')['handle']
     running = robot.wait_for_duty('left_motor', lambda duty: duty > 0.0)
     robot.wait_for_duty('right_motor', lambda duty: duty > 0.0)
     left.kill()
@@ -125,17 +125,17 @@ def test_heartbeat_of_one_session_does_not_keep_another_alive(two_motor_robot):
                          'ten more heartbeats')
     assert robot.duty('right_motor') == pytest.approx(0.6)
     listed = robot.call('/session_manager/list_sessions', ListSessions.Request())
-    assert [s.session_id for s in listed.sessions] == [right_id]
+    assert [s.handle for s in listed.sessions] == [right_id]
 
 
 def test_frozen_client_is_told_its_session_is_lost(robot):
     """A client frozen past its window hears `expired` when it wakes and stops commanding."""
     client = robot.start_client(resource='/motor', value=0.5)
-    session_id = client.wait_for('started')['session_id']
+    handle = client.wait_for('started')['handle']
     robot.wait_for_duty('motor', lambda duty: duty > 0.0)
     client.process.send_signal(signal.SIGSTOP)
     try:
-        robot.wait_for_event(session_id, SessionEvent.EXPIRED, timeout_s=30)
+        robot.wait_for_event(handle, SessionEvent.EXPIRED, timeout_s=30)
     finally:
         client.process.send_signal(signal.SIGCONT)
     lost = client.wait_for('lost', timeout_s=30)
@@ -164,7 +164,7 @@ def test_session_client_library_in_process(robot):
 def test_new_session_reactivates_a_motor_stopped_by_expiry(robot):
     """After an expiry stopped the motor, a new live session can drive it again."""
     first = robot.start_client(resource='/motor', value=0.5, name='first')
-    first_id = first.wait_for('started')['session_id']
+    first_id = first.wait_for('started')['handle']
     robot.wait_for_duty('motor', lambda duty: duty > 0.0)
     first.kill()
     robot.wait_for_event(first_id, SessionEvent.EXPIRED, timeout_s=30)
@@ -178,10 +178,10 @@ def test_new_session_reactivates_a_motor_stopped_by_expiry(robot):
 def test_manager_shutdown_closes_sessions_and_stops_motor(robot):
     """SIGTERM to the session manager stops owned motors and tells clients `closed by robot`."""
     client = robot.start_client(resource='/motor', value=0.5)
-    session_id = client.wait_for('started')['session_id']
+    handle = client.wait_for('started')['handle']
     running = robot.wait_for_duty('motor', lambda duty: duty > 0.0)
     robot.process('session_manager').terminate()
-    closed = robot.wait_for_event(session_id, SessionEvent.CLOSED_BY_ROBOT, timeout_s=30)
+    closed = robot.wait_for_event(handle, SessionEvent.CLOSED_BY_ROBOT, timeout_s=30)
     assert list(closed.message.owned_resources) == ['/motor']
     robot.wait_for_duty('motor', lambda duty: duty == 0.0, after_ns=running.t_ns)
     assert client.wait_for('lost')['reason'].startswith('closed by robot')
@@ -198,22 +198,24 @@ def test_driver_sigterm_leaves_motor_stopped(robot):
     robot.wait_for_duty('motor', lambda duty: duty == 0.0, after_ns=running.t_ns, timeout_s=1)
 
 
-def test_command_without_the_sessions_id_is_refused(robot):
-    """A command with a made-up or another actuator's id changes neither motor nor owner."""
+def test_commands_not_tagged_by_the_session_are_refused_unattributed(robot):
+    """Commands with the public handle but no valid tag change neither motor nor owner."""
     client = robot.start_client(resource='/motor', value=0.5, name='owner')
-    session_id = client.wait_for('started')['session_id']
+    started = client.wait_for('started')
+    handle, secret = started['handle'], started['session_id']
     robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.5))
-    spoofed_id = session_id[:-1] + ('0' if session_id[-1] != '0' else '1')
-    robot.send_command(spoofed_id, '/motor', -1.0)
-    rejection = robot.rejections.wait_for(
-        lambda s: s.message.session_id == spoofed_id, 30, 'command rejection')
-    assert rejection.message.subject == 'command'
-    assert 'unknown session id' in rejection.message.reason
-    robot.send_command(session_id, '/not_an_actuator', 1.0)
-    rejection = robot.rejections.wait_for(
+    robot.send_command(handle, '/motor', -1.0)                                # no tag
+    robot.send_command(handle, '/motor', -1.0, secret='0' * 32, sequence=10 ** 6)  # wrong key
+    robot.send_command(handle, '/not_an_actuator', 1.0, secret=secret, sequence=10 ** 6)
+    robot.rejections.wait_for(
         lambda s: 'not_an_actuator' in s.message.reason, 30, 'command rejection')
-    assert 'unknown actuator' in rejection.message.reason
+    # One publisher, one subscriber: the rejections come in the order of the commands.
+    *forged, authentic = [s.message for s in robot.rejections.snapshot()]
+    assert [(r.subject, r.handle) for r in forged] == [('command', '')] * 2
+    assert all('does not match' in r.reason for r in forged)
+    assert 'unknown actuator' in authentic.reason
+    assert authentic.handle == handle     # proven to be the session's: its client may be told
     listed = robot.call('/session_manager/list_sessions', ListSessions.Request())
-    assert [(s.session_id, list(s.owned_resources)) for s in listed.sessions] == [
-        (session_id, ['/motor'])]
+    assert [(s.handle, list(s.owned_resources)) for s in listed.sessions] == [
+        (handle, ['/motor'])]
     assert robot.duty('motor') == pytest.approx(0.5)

@@ -229,10 +229,10 @@ def test_expiry_deactivates_a_plain_lifecycle_node_and_calls_stop_services_once(
         claimed.claim(resource)
     bystander = robot.client('bystander', window_s=5.0)     # owns nothing, stays alive
     for round_number in (1, 2):
-        robot.wait_owned(claimed.session_id, ['/brake', '/conveyor', '/lidar_stop'])
+        robot.wait_owned(claimed.handle, ['/brake', '/conveyor', '/lidar_stop'])
         silent_since = time.monotonic_ns()
         claimed._stop_heartbeats()     # its link drops
-        expired = robot.wait_for_event(claimed.session_id, SessionEvent.EXPIRED)
+        expired = robot.wait_for_event(claimed.handle, SessionEvent.EXPIRED)
         assert sorted(expired.item.owned_resources) == ['/brake', '/conveyor', '/lidar_stop']
         deactivated = robot.deactivations.wait_for(lambda name: name == '/conveyor',
                                                    after_ns=silent_since)
@@ -260,15 +260,16 @@ def test_expiry_deactivates_a_plain_lifecycle_node_and_calls_stop_services_once(
 def test_unknown_and_non_finite_claims_are_rejected(robot):
     """A claim of an unknown resource or with NaN is refused, saying why; nothing is owned."""
     client = robot.client('careless')
-    client._commands.publish(SessionCommand(session_id=client.session_id,
-                                            resource='/conveyor', value=math.nan))
+    sequence, tag = client._signer.sign('/conveyor', math.nan)   # command() refuses NaN itself
+    client._commands.publish(SessionCommand(handle=client.handle, resource='/conveyor',
+                                            value=math.nan, sequence=sequence, tag=tag))
     client.command('/no_such_thing', 1.0)
     nan = robot.rejections.wait_for(lambda r: 'finite' in r.reason)
     unknown = robot.rejections.wait_for(lambda r: 'no_such_thing' in r.reason)
     assert "unknown actuator '/no_such_thing'" in unknown.item.reason
     assert '/conveyor' in unknown.item.reason      # the list of what can be claimed
-    assert nan.item.session_id == client.session_id
-    assert robot.owned(client.session_id) == []
+    assert nan.item.handle == client.handle
+    assert robot.owned(client.handle) == []
 
 
 def test_a_resource_that_never_answers_delays_nothing_else(robot):
@@ -277,10 +278,10 @@ def test_a_resource_that_never_answers_delays_nothing_else(robot):
     client.claim('/stuck')     # first in line: its stop never completes
     client.command('/arm_motor', 0.6)
     client.command('/lidar_stop', 1.0)
-    robot.wait_owned(client.session_id, ['/arm_motor', '/lidar_stop', '/stuck'])
+    robot.wait_owned(client.handle, ['/arm_motor', '/lidar_stop', '/stuck'])
     running = robot.wait_for_duty(12, lambda duty: duty > 0.0)
     client._stop_heartbeats()
-    expired = robot.wait_for_event(client.session_id, SessionEvent.EXPIRED)
+    expired = robot.wait_for_event(client.handle, SessionEvent.EXPIRED)
     stopped = robot.wait_for_duty(12, lambda duty: duty == 0.0, after_ns=running.t_ns)
     after_expiry_ms = (stopped.t_ns - expired.t_ns) / 1e6
     print(f'PWM 0 {after_expiry_ms:.2f} ms after the expiry event arrived here; '

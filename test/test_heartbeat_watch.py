@@ -44,7 +44,8 @@ def make_watch(owner: Owner) -> HeartbeatWatch:
     """Return a watch with no shard yet, reporting to `owner`."""
     return HeartbeatWatch(
         context=None, node_name='watch', namespace='/', post=owner.post,
-        on_liveliness=owner.deliveries.append, on_incompatible=lambda *_: None,
+        on_liveliness=owner.deliveries.append, on_crowded=lambda _: None,
+        on_incompatible=lambda *_: None,
         on_topic_failure=lambda *_: None, on_failure=lambda error: None)
 
 
@@ -82,7 +83,8 @@ def test_changes_from_many_threads_are_all_delivered_once():
 
     watch = HeartbeatWatch(
         context=None, node_name='watch', namespace='/', post=post,
-        on_liveliness=owner.deliveries.append, on_incompatible=lambda *_: None,
+        on_liveliness=owner.deliveries.append, on_crowded=lambda _: None,
+        on_incompatible=lambda *_: None,
         on_topic_failure=lambda *_: None, on_failure=lambda error: None)
     topics = [[f'/s{shard}_{k}' for k in range(200)] for shard in range(4)]
 
@@ -115,7 +117,7 @@ def test_shard_nodes_keep_their_names_when_the_process_remaps_its_node_name():
     owner = Owner()
     watch = HeartbeatWatch(
         context=context, node_name='session_manager_heartbeats', namespace='/robot',
-        post=owner.post, on_liveliness=owner.deliveries.append,
+        post=owner.post, on_liveliness=owner.deliveries.append, on_crowded=lambda _: None,
         on_incompatible=lambda *_: None, on_topic_failure=lambda *_: None,
         on_failure=lambda error: None)
     observer = Node('observer', context=context, use_global_arguments=False)

@@ -29,7 +29,8 @@ def test_a_topic_of_another_type_fails_alone_and_the_watch_goes_on():
 
     watch = HeartbeatWatch(
         context=context, node_name='watch', namespace='/', post=post,
-        on_liveliness=lambda changes: None, on_incompatible=lambda *_: None,
+        on_liveliness=lambda changes: None, on_crowded=lambda _: None,
+        on_incompatible=lambda *_: None,
         on_topic_failure=lambda topic, error: failures.append((topic, str(error))),
         on_failure=dead.append)
     try:

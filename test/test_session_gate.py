@@ -146,7 +146,7 @@ def test_gate_relays_while_live_then_zeros_at_rate_for_the_set_time(robot):
     robot.outputs.wait_for(lambda item: item[1] == FORWARD, after_ns=relayed.t_ns + int(0.5e9))
 
     client._stop_heartbeats()       # the link drops
-    expired = robot.wait_for_event(client.session_id, SessionEvent.EXPIRED)
+    expired = robot.wait_for_event(client.handle, SessionEvent.EXPIRED)
     assert list(expired.item.owned_resources) == ['/base_gate']
     first = robot.outputs.wait_for(_is_zero, after_ns=relayed.t_ns, what='a zero Twist')
     delay_ms = (first.wall_ns - _stamp_ns(expired.item)) / 1e6
@@ -186,15 +186,15 @@ def test_another_client_taking_the_base_leaves_the_arm_to_the_first(robot):
     first = robot.client('first')
     first.command('/base_gate', 1.0)
     first.command('/arm_motor', 0.4)
-    robot.wait_owned(first.session_id, ['/arm_motor', '/base_gate'])
+    robot.wait_owned(first.handle, ['/arm_motor', '/base_gate'])
     arm = robot.wait_for_duty(12, lambda duty: duty == pytest.approx(0.4))
     second = robot.client('second', window_s=5.0)
     second.command('/base_gate', 1.0)
-    robot.wait_owned(second.session_id, ['/base_gate'])
-    assert robot.owned(first.session_id) == ['/arm_motor']
+    robot.wait_owned(second.handle, ['/base_gate'])
+    assert robot.owned(first.handle) == ['/arm_motor']
 
     first._stop_heartbeats()
-    expired = robot.wait_for_event(first.session_id, SessionEvent.EXPIRED)
+    expired = robot.wait_for_event(first.handle, SessionEvent.EXPIRED)
     assert list(expired.item.owned_resources) == ['/arm_motor']
     robot.wait_for_duty(12, lambda duty: duty == 0.0, after_ns=arm.t_ns)
     # The base goes on relaying for the second client: no zero, the gate stays active.
@@ -205,7 +205,7 @@ def test_another_client_taking_the_base_leaves_the_arm_to_the_first(robot):
     assert robot.state('base_gate') == State.PRIMARY_STATE_ACTIVE
 
     second._stop_heartbeats()
-    gone = robot.wait_for_event(second.session_id, SessionEvent.EXPIRED)
+    gone = robot.wait_for_event(second.handle, SessionEvent.EXPIRED)
     assert list(gone.item.owned_resources) == ['/base_gate']
     robot.outputs.wait_for(_is_zero, after_ns=after.t_ns)
 

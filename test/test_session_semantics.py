@@ -41,16 +41,16 @@ def opt_out_robot(tmp_path: Path):
 
 def _listed(robot: SimRobot) -> list:
     response = robot.call('/session_manager/list_sessions', ListSessions.Request())
-    return [(s.session_id, list(s.owned_resources)) for s in response.sessions]
+    return [(s.handle, list(s.owned_resources)) for s in response.sessions]
 
 
 def test_ownership_passes_to_the_latest_commander(robot):
     """A takes over B's motor; A's expiry leaves it running; B's expiry stops it."""
     first = robot.start_client(resource='/motor', value=0.3, name='first')
-    first_id = first.wait_for('started')['session_id']
+    first_id = first.wait_for('started')['handle']
     robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.3))
     second = robot.start_client(resource='/motor', value=0.6, name='second')
-    second_id = second.wait_for('started')['session_id']
+    second_id = second.wait_for('started')['handle']
     taken = robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.6))
     assert sorted(_listed(robot)) == sorted([(first_id, []), (second_id, ['/motor'])])
 
@@ -73,12 +73,12 @@ def test_session_that_commanded_nothing_stops_nothing(robot):
     """Expiry touches only what the session owns: here nothing, so no lifecycle transition."""
     with SessionClient(client_name='idle', window_s=0.2,
                        domain_id=int(robot.env['ROS_DOMAIN_ID'])) as idle:
-        session_id = idle.session_id
+        handle = idle.handle
         driver = robot.start_client(resource='/motor', value=0.5, name='driver')
         driver.wait_for('started')
         running = robot.wait_for_duty('motor', lambda duty: duty > 0.0)
         idle._stop_heartbeats()  # the idle client falls silent, as if its link dropped
-        robot.wait_for_event(session_id, SessionEvent.EXPIRED)
+        robot.wait_for_event(handle, SessionEvent.EXPIRED)
         assert robot.lifecycle_state('motor') == State.PRIMARY_STATE_ACTIVE
         assert robot.duty('motor') == pytest.approx(0.5)
         assert not [t for t in robot.transitions.snapshot() if t.t_ns > running.t_ns]
@@ -89,19 +89,21 @@ def test_resume_inside_the_window_keeps_the_motor_running(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain()))
     with SimRobot(workdir=tmp_path, env=env, default_window_s=5.0) as robot:
         first = robot.start_client(resource='/motor', value=0.4, name='rover')
-        session_id = first.wait_for('started')['session_id']
+        started = first.wait_for('started')
+        session_id, handle = started['session_id'], started['handle']
         running = robot.wait_for_duty('motor', lambda duty: duty > 0.0)
         first.kill()
         again = robot.start_client(resource='/motor', value=0.5, name='rover',
                                    resume=session_id, window_s=5.0)
-        assert again.wait_for('started')['session_id'] == session_id
+        resumed = again.wait_for('started')
+        assert (resumed['session_id'], resumed['handle']) == (session_id, handle)
         robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.5))
         assert [s for s in robot.events.snapshot()
                 if s.message.state == SessionEvent.EXPIRED] == []
         assert all(c.value > 0.0 for c in robot.chip_changes('motor') if c.t_ns > running.t_ns)
 
         again.kill()
-        robot.wait_for_event(session_id, SessionEvent.EXPIRED)
+        robot.wait_for_event(handle, SessionEvent.EXPIRED)
         late = robot.start_client(resource='/motor', value=0.5, name='rover',
                                   resume=session_id, window_s=5.0)
         refused = late.wait_for('error')
@@ -110,11 +112,11 @@ def test_resume_inside_the_window_keeps_the_motor_running(tmp_path):
 
 
 def test_another_client_cannot_resume_a_session(robot):
-    """Resuming needs the id and the same client name; another name is refused."""
+    """Resuming needs the secret id and the same client name; another name is unknown."""
     owner = robot.start_client(resource='/motor', value=0.4, name='owner')
     session_id = owner.wait_for('started')['session_id']
     thief = robot.start_client(resource='/motor', value=-1.0, name='thief', resume=session_id)
-    assert 'belongs to another client' in thief.wait_for('error')['reason']
+    assert thief.wait_for('error')['reason'].endswith('resume refused: unknown session id')
     assert robot.duty('motor') == pytest.approx(0.4)
 
 
@@ -122,17 +124,17 @@ def test_opt_out_stops_nothing_until_asked(opt_out_robot):
     """With automatic_stop off an expiry is reported, the motor runs on, and stop stops it."""
     robot = opt_out_robot
     client = robot.start_client(resource='/motor', value=0.7)
-    session_id = client.wait_for('started')['session_id']
+    handle = client.wait_for('started')['handle']
     running = robot.wait_for_duty('motor', lambda duty: duty > 0.0)
     client.kill()
-    expired = robot.wait_for_event(session_id, SessionEvent.EXPIRED)
+    expired = robot.wait_for_event(handle, SessionEvent.EXPIRED)
     assert list(expired.message.owned_resources) == ['/motor']
     assert robot.lifecycle_state('motor') == State.PRIMARY_STATE_ACTIVE
     assert robot.duty('motor') == pytest.approx(0.7)
 
     asked_ns = time.monotonic_ns()
     response = robot.call('/session_manager/stop_session_resources',
-                          StopSessionResources.Request(session_id=session_id))
+                          StopSessionResources.Request(handle=handle))
     assert response.success, response.message
     assert list(response.stopped_resources) == ['/motor']
     stopped = robot.wait_for_transition('motor', State.PRIMARY_STATE_INACTIVE,
@@ -178,9 +180,10 @@ def test_client_library_refuses_a_bad_window(window_s):
 
 
 def test_operator_cli_lists_and_ends_a_session(robot):
-    """`viam-session list` shows a live session; `viam-session end` ends it, stopping its motor."""
+    """`viam-session list` shows a live session's handle; `end` with its secret id ends it."""
     client = robot.start_client(resource='/motor', value=0.5)
-    session_id = client.wait_for('started')['session_id']
+    started = client.wait_for('started')
+    session_id, handle = started['session_id'], started['handle']
     robot.wait_for_duty('motor', lambda duty: duty > 0.0)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
@@ -190,7 +193,10 @@ def test_operator_cli_lists_and_ends_a_session(robot):
 
     listed = cli('list')
     assert listed.returncode == 0, listed.stderr
-    assert session_id in listed.stdout and 'owns /motor' in listed.stdout
+    assert handle in listed.stdout and 'owns /motor' in listed.stdout
+    assert session_id not in listed.stdout
+    by_handle = cli('end', handle)
+    assert by_handle.returncode == 1 and 'unknown session id' in by_handle.stdout
     ended = cli('end', session_id)
     assert ended.returncode == 0, ended.stderr
     assert "stopped ['/motor']" in ended.stdout
@@ -205,13 +211,14 @@ def test_client_that_exits_without_ending_ends_its_session(robot):
         'import sys\n'
         'from viam_session.client import SessionClient\n'
         "client = SessionClient(client_name='forgetful')\n"
-        'print(client.start(), flush=True)\n'
+        'client.start()\n'
+        'print(client.handle, flush=True)\n'
         "client.command('/motor', 0.5)\n"
         'sys.stdin.readline()\n')  # exits, without end(), once the test has seen the motor run
     program = subprocess.Popen([sys.executable, '-c', script], env=robot.env, text=True,
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        session_id = program.stdout.readline().strip()
+        handle = program.stdout.readline().strip()
         robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.5))
         program.stdin.write('exit\n')
         program.stdin.flush()
@@ -220,7 +227,7 @@ def test_client_that_exits_without_ending_ends_its_session(robot):
         program.kill()
         program.stdin.close()
         program.stdout.close()
-    ended = robot.wait_for_event(session_id, SessionEvent.ENDED)
+    ended = robot.wait_for_event(handle, SessionEvent.ENDED)
     assert list(ended.message.owned_resources) == ['/motor']
     assert robot.duty('motor') == 0.0
 
@@ -237,11 +244,11 @@ def test_heartbeat_writer_with_a_longer_lease_is_refused(robot):
                              StartSession.Request(client='lax', heartbeat_topic=topic))
         assert started.success, started.message
         rejection = robot.rejections.wait_for(
-            lambda s: s.message.session_id == started.session_id, 30, 'heartbeat rejection')
+            lambda s: s.message.handle == started.handle, 30, 'heartbeat rejection')
         assert rejection.message.subject == 'heartbeat'
         assert 'incompatible QoS' in rejection.message.reason
         assert 'LIVELINESS' in rejection.message.reason
-        robot.wait_for_event(started.session_id, SessionEvent.EXPIRED)
+        robot.wait_for_event(started.handle, SessionEvent.EXPIRED)
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=context)
@@ -250,13 +257,13 @@ def test_heartbeat_writer_with_a_longer_lease_is_refused(robot):
 def test_close_all_sessions_tells_clients_and_stops_their_motors(robot):
     """The supervisor's last shutdown step closes every session: `closed by robot`, motor off."""
     client = robot.start_client(resource='/motor', value=0.5)
-    session_id = client.wait_for('started')['session_id']
+    handle = client.wait_for('started')['handle']
     robot.wait_for_duty('motor', lambda duty: duty > 0.0)
     response = robot.call('/session_manager/close_all_sessions', Trigger.Request())
     assert response.success, response.message
     assert "stopped ['/motor']" in response.message
     assert robot.duty('motor') == 0.0
-    closed = robot.wait_for_event(session_id, SessionEvent.CLOSED_BY_ROBOT)
+    closed = robot.wait_for_event(handle, SessionEvent.CLOSED_BY_ROBOT)
     assert list(closed.message.owned_resources) == ['/motor']
     assert client.wait_for('lost')['reason'].startswith('closed by robot')
     assert _listed(robot) == []
@@ -265,7 +272,7 @@ def test_close_all_sessions_tells_clients_and_stops_their_motors(robot):
 def test_diagnostics_list_live_sessions_and_what_they_own(robot):
     """`/diagnostics` carries the manager's status: each session, its client and its actuators."""
     client = robot.start_client(resource='/motor', value=0.5, name='teleop')
-    session_id = client.wait_for('started')['session_id']
+    handle = client.wait_for('started')['handle']
     robot.wait_for_duty('motor', lambda duty: duty > 0.0)
     context = Context()
     rclpy.init(context=context, domain_id=int(robot.env['ROS_DOMAIN_ID']))
@@ -277,7 +284,7 @@ def test_diagnostics_list_live_sessions_and_what_they_own(robot):
     executor.add_node(node)
     try:
         deadline = time.monotonic() + 30.0
-        while not any(f'session {session_id[:8]}' in [v.key for v in s.values]
+        while not any(f'session {handle}' in [v.key for v in s.values]
                       for s in statuses) and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)
     finally:
@@ -286,8 +293,8 @@ def test_diagnostics_list_live_sessions_and_what_they_own(robot):
         rclpy.try_shutdown(context=context)
     # The first status that lists the session: one published before it started lists none.
     status = next(s for s in statuses if s.name == '/session_manager: sessions'
-                  and f'session {session_id[:8]}' in [v.key for v in s.values])
+                  and f'session {handle}' in [v.key for v in s.values])
     values = {v.key: v.value for v in status.values}
     assert status.level == DiagnosticStatus.OK and '1 live session(s)' in status.message
-    assert values[f'session {session_id[:8]}'].startswith('teleop (remote)')
-    assert values[f'session {session_id[:8]}'].endswith('owns /motor')
+    assert values[f'session {handle}'].startswith('teleop (remote)')
+    assert values[f'session {handle}'].endswith('owns /motor')

@@ -96,7 +96,7 @@ def test_start_uses_default_window(table):
     assert session.deadline == START + 2.0
     assert session.owned == set()
     assert table.live() == [session]
-    assert table.get(session.session_id) is session
+    assert table.get(session.handle) is session
 
 
 @pytest.mark.parametrize('window_s', [0.03, 0.5, 2.0, 60.0])
@@ -133,18 +133,22 @@ def test_start_window_bounds_follow_custom_limits(clock):
 
 
 def test_session_ids_are_32_hex_chars_and_distinct(table):
-    """Ids are 128-bit random hex strings, never repeated."""
-    ids = [table.start(f'client-{n}').session_id for n in range(300)]
+    """Secret ids are 128-bit random hex strings, never repeated, and unlike any handle."""
+    sessions = [table.start(f'client-{n}') for n in range(300)]
+    ids = [session.secret for session in sessions]
+    handles = [session.handle for session in sessions]
     assert all(HEX_ID.fullmatch(session_id) for session_id in ids)
-    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r'[0-9a-f]{16}', handle) for handle in handles)
+    assert len(set(ids)) == len(ids) and len(set(handles)) == len(handles)
+    assert not any(handle in secret for handle, secret in zip(handles, ids))
 
 
 def test_resume_by_same_client_returns_live_session_and_moves_deadline(table, clock):
     """Resuming a live id as its own client keeps the session and restarts its window."""
     session = table.start('client-a', requested_window_s=1.0)
-    table.claim(session.session_id, 'motor')
+    table.claim(session.handle, 'motor')
     clock.now = START + 0.6
-    resumed = table.start('client-a', resume_session_id=session.session_id)
+    resumed = table.start('client-a', resume_session_id=session.secret)
     assert resumed is session
     assert resumed.window_s == 1.0
     assert resumed.started == START
@@ -153,13 +157,17 @@ def test_resume_by_same_client_returns_live_session_and_moves_deadline(table, cl
     assert table.live() == [session]
 
 
-def test_resume_by_another_client_is_refused(table, clock):
-    """Another client cannot take over a session by its id; the session is untouched."""
+def test_resume_by_another_client_is_refused_as_an_unknown_id(table, clock):
+    """Another client's id, a handle and a made-up id get the same words; nothing changes."""
     session = table.start('client-a')
     clock.now = START + 1.0
-    message = f'cannot resume session {session.session_id}: it belongs to another client'
-    with pytest.raises(SessionError, match=message):
-        table.start('client-b', resume_session_id=session.session_id)
+    answers = set()
+    for client, presented in (('client-b', session.secret), ('client-a', session.handle),
+                              ('client-b', session.handle), ('client-a', '0' * 32)):
+        with pytest.raises(SessionError) as refused:
+            table.start(client, resume_session_id=presented)
+        answers.add(str(refused.value))
+    assert answers == {'resume refused: unknown session id'}
     assert session.client == 'client-a'
     assert session.deadline == START + 2.0
     assert table.live() == [session]
@@ -167,14 +175,14 @@ def test_resume_by_another_client_is_refused(table, clock):
 
 def test_resume_of_unknown_or_expired_id_is_refused(table, clock):
     """Only a live id can be resumed, and no new session is opened instead."""
-    with pytest.raises(SessionError, match="resume refused: unknown session id 'f00d'"):
+    with pytest.raises(SessionError, match='resume refused: unknown session id$'):
         table.start('client-a', resume_session_id='f00d')
     session = table.start('client-a')
     clock.now = session.deadline
     table.expire_due()
-    with pytest.raises(SessionError, match=f'resume refused: session {session.session_id} '
+    with pytest.raises(SessionError, match=f'resume refused: session {session.handle} '
                        'is over, expired'):
-        table.start('client-a', resume_session_id=session.session_id)
+        table.start('client-a', resume_session_id=session.secret)
     assert table.live() == []
 
 
@@ -185,9 +193,9 @@ def test_max_sessions_refused_with_clear_reason(clock):
     with pytest.raises(SessionError, match='too many sessions: the robot allows at most 3'):
         table.start('client-3')
     assert len(table.live()) == 3
-    resumed = table.start('client-0', resume_session_id=sessions[0].session_id)
+    resumed = table.start('client-0', resume_session_id=sessions[0].secret)
     assert resumed is sessions[0]
-    table.end(sessions[1].session_id)
+    table.end(sessions[1].secret)
     assert table.start('client-3').client == 'client-3'
     assert len(table.live()) == 3
 
@@ -196,12 +204,12 @@ def test_heartbeat_moves_deadline_one_window_from_now(table, clock):
     """A heartbeat pushes the deadline to one window after it."""
     session = table.start('client-a', requested_window_s=0.5)
     clock.now = START + 0.4
-    assert table.heartbeat(session.session_id) is session
+    assert table.heartbeat(session.handle) is session
     assert session.last_heartbeat == START + 0.4
     assert session.deadline == START + 0.9
     clock.now = START + 0.8
     assert table.expire_due() == []
-    assert table.get(session.session_id) is session
+    assert table.get(session.handle) is session
 
 
 def test_heartbeat_for_one_session_does_not_move_another(table, clock):
@@ -209,7 +217,7 @@ def test_heartbeat_for_one_session_does_not_move_another(table, clock):
     first = table.start('client-a', requested_window_s=1.0)
     second = table.start('client-b', requested_window_s=1.0)
     clock.now = START + 0.7
-    table.heartbeat(first.session_id)
+    table.heartbeat(first.handle)
     assert first.deadline == START + 1.7
     assert second.deadline == START + 1.0
     clock.now = START + 1.0
@@ -230,7 +238,7 @@ def test_expire_due_expires_exactly_at_the_deadline(table, clock):
     assert expired[0].reason == 'expired: no heartbeat for a full window'
     assert expired[0].owned == []
     assert table.live() == []
-    assert table.get(session.session_id) is None
+    assert table.get(session.handle) is None
     assert table.expire_due() == []
 
 
@@ -240,17 +248,17 @@ def test_expire_due_returns_every_overdue_session(table, clock):
     lasting = table.start('long', requested_window_s=10.0)
     clock.now = START + 5.0
     expired = table.expire_due()
-    assert {stopped.session.session_id for stopped in expired} == {
-        session.session_id for session in short}
+    assert {stopped.session.handle for stopped in expired} == {
+        session.handle for session in short}
     assert table.live() == [lasting]
 
 
 def test_end_returns_owned_resources_and_removes_session(table):
     """Ending a session returns what it owned, sorted, and frees those resources."""
     session = table.start('client-a')
-    table.claim(session.session_id, 'servo')
-    table.claim(session.session_id, 'left_motor')
-    stopped = table.end(session.session_id)
+    table.claim(session.handle, 'servo')
+    table.claim(session.handle, 'left_motor')
+    stopped = table.end(session.secret)
     assert stopped.session is session
     assert stopped.owned == ['left_motor', 'servo']
     assert stopped.reason == 'ended by its client'
@@ -263,37 +271,39 @@ def test_end_returns_owned_resources_and_removes_session(table):
 @pytest.mark.parametrize('action', ['heartbeat', 'claim', 'end', 'resume'])
 def test_unknown_expired_and_ended_ids_give_distinct_clear_messages(table, clock, action):
     """Each refusal names the action and says whether the id is unknown, expired or ended."""
-    def attempt(session_id):
+    def attempt(session):
+        """Heartbeats and claims name a handle; ends and resumes need the secret."""
+        handle, secret = (session.handle, session.secret) if session else ('f' * 16, '0' * 32)
         if action == 'heartbeat':
-            table.heartbeat(session_id)
+            table.heartbeat(handle)
         elif action == 'claim':
-            table.claim(session_id, 'motor')
+            table.claim(handle, 'motor')
         elif action == 'end':
-            table.end(session_id)
+            table.end(secret)
         else:
-            table.start('client-a', resume_session_id=session_id)
+            table.start('client-a', resume_session_id=secret)
 
     verb = 'command' if action == 'claim' else action
     expired = table.start('client-a', requested_window_s=0.1)
     ended = table.start('client-a', requested_window_s=10.0)
     clock.now = START + 1.0
     table.expire_due()
-    table.end(ended.session_id)
-    unknown_id = '0' * 32
-
+    table.end(ended.secret)
     with pytest.raises(SessionError) as unknown_error:
-        attempt(unknown_id)
+        attempt(None)
     with pytest.raises(SessionError) as expired_error:
-        attempt(expired.session_id)
+        attempt(expired)
     with pytest.raises(SessionError) as ended_error:
-        attempt(ended.session_id)
+        attempt(ended)
 
-    assert str(unknown_error.value) == f"{verb} refused: unknown session id '{unknown_id}'"
+    assert str(unknown_error.value) == (
+        f'{verb} refused: unknown session id' if action in ('end', 'resume')
+        else f"{verb} refused: unknown session '{'f' * 16}'")
     assert str(expired_error.value) == (
-        f'{verb} refused: session {expired.session_id} is over, '
+        f'{verb} refused: session {expired.handle} is over, '
         'expired: no heartbeat for a full window')
     assert str(ended_error.value) == (
-        f'{verb} refused: session {ended.session_id} is over, ended by its client')
+        f'{verb} refused: session {ended.handle} is over, ended by its client')
     assert table.live() == []
     assert table.owner_of('motor') is None
 
@@ -301,36 +311,38 @@ def test_unknown_expired_and_ended_ids_give_distinct_clear_messages(table, clock
 def test_old_ended_ids_are_eventually_forgotten(table, monkeypatch):
     """The table remembers a bounded number of ended ids; older ones become unknown."""
     monkeypatch.setattr(table_module, 'REMEMBERED_ENDED_IDS', 2)
-    ids = [table.start('client-a').session_id for _ in range(3)]
-    for session_id in ids:
-        table.end(session_id)
-    with pytest.raises(SessionError, match='unknown session id'):
-        table.heartbeat(ids[0])
-    for session_id in ids[1:]:
+    sessions = [table.start('client-a') for _ in range(3)]
+    for session in sessions:
+        table.end(session.secret)
+    with pytest.raises(SessionError, match='unknown session'):
+        table.heartbeat(sessions[0].handle)
+    with pytest.raises(SessionError, match='end refused: unknown session id'):
+        table.end(sessions[0].secret)
+    for session in sessions[1:]:
         with pytest.raises(SessionError, match='is over, ended by its client'):
-            table.heartbeat(session_id)
+            table.heartbeat(session.handle)
 
 
 def test_claim_makes_most_recent_commander_the_owner(table):
     """The session that commanded a resource last owns it; the previous owner is returned."""
     first = table.start('client-a')
     second = table.start('client-b')
-    assert table.claim(first.session_id, 'motor') is None
-    assert table.owner_of('motor') == first.session_id
-    assert table.claim(second.session_id, 'motor') == first.session_id
-    assert table.owner_of('motor') == second.session_id
+    assert table.claim(first.handle, 'motor') is None
+    assert table.owner_of('motor') == first.handle
+    assert table.claim(second.handle, 'motor') == first.handle
+    assert table.owner_of('motor') == second.handle
     assert first.owned == set()
     assert second.owned == {'motor'}
-    assert table.claim(first.session_id, 'motor') == second.session_id
-    assert table.owner_of('motor') == first.session_id
+    assert table.claim(first.handle, 'motor') == second.handle
+    assert table.owner_of('motor') == first.handle
     assert second.owned == set()
 
 
 def test_claim_again_by_the_owner_reports_no_previous_owner(table):
     """Commanding a resource one already owns is not a takeover."""
     session = table.start('client-a')
-    table.claim(session.session_id, 'motor')
-    assert table.claim(session.session_id, 'motor') is None
+    table.claim(session.handle, 'motor')
+    assert table.claim(session.handle, 'motor') is None
     assert session.owned == {'motor'}
 
 
@@ -338,17 +350,17 @@ def test_claim_does_not_move_the_deadline(table, clock):
     """Only heartbeats keep a session alive, not commands."""
     session = table.start('client-a', requested_window_s=1.0)
     clock.now = START + 0.5
-    table.claim(session.session_id, 'motor')
+    table.claim(session.handle, 'motor')
     assert session.deadline == START + 1.0
 
 
 def test_claim_with_unknown_id_changes_nothing(table):
     """A command under an unknown id does not take the resource from its owner."""
     owner = table.start('client-a')
-    table.claim(owner.session_id, 'motor')
-    with pytest.raises(SessionError, match='command refused: unknown session id'):
+    table.claim(owner.handle, 'motor')
+    with pytest.raises(SessionError, match='command refused: unknown session'):
         table.claim('f' * 32, 'motor')
-    assert table.owner_of('motor') == owner.session_id
+    assert table.owner_of('motor') == owner.handle
     assert owner.owned == {'motor'}
 
 
@@ -356,9 +368,9 @@ def test_expiry_returns_only_that_sessions_owned_resources(table, clock):
     """Expiry stops what the expired session owns and nothing that another session owns."""
     doomed = table.start('client-a', requested_window_s=0.5)
     alive = table.start('client-b', requested_window_s=5.0)
-    table.claim(doomed.session_id, 'right_motor')
-    table.claim(doomed.session_id, 'left_motor')
-    table.claim(alive.session_id, 'arm')
+    table.claim(doomed.handle, 'right_motor')
+    table.claim(doomed.handle, 'left_motor')
+    table.claim(alive.handle, 'arm')
     clock.now = START + 1.0
     expired = table.expire_due()
     assert len(expired) == 1
@@ -366,7 +378,7 @@ def test_expiry_returns_only_that_sessions_owned_resources(table, clock):
     assert expired[0].owned == ['left_motor', 'right_motor']
     assert table.owner_of('left_motor') is None
     assert table.owner_of('right_motor') is None
-    assert table.owner_of('arm') == alive.session_id
+    assert table.owner_of('arm') == alive.handle
     assert alive.owned == {'arm'}
 
 
@@ -374,14 +386,14 @@ def test_taken_over_resource_is_not_returned_for_the_old_session(table, clock):
     """A resource another session commanded since is not stopped when the old one expires."""
     old = table.start('client-a', requested_window_s=0.5)
     new = table.start('client-b', requested_window_s=5.0)
-    table.claim(old.session_id, 'left_motor')
-    table.claim(old.session_id, 'right_motor')
-    table.claim(new.session_id, 'right_motor')
+    table.claim(old.handle, 'left_motor')
+    table.claim(old.handle, 'right_motor')
+    table.claim(new.handle, 'right_motor')
     clock.now = START + 1.0
     expired = table.expire_due()
     assert [stopped.owned for stopped in expired] == [['left_motor']]
-    assert table.owner_of('right_motor') == new.session_id
-    assert table.end(new.session_id).owned == ['right_motor']
+    assert table.owner_of('right_motor') == new.handle
+    assert table.end(new.secret).owned == ['right_motor']
 
 
 def test_next_deadline_is_the_earliest_live_deadline(table, clock):
@@ -392,14 +404,14 @@ def test_next_deadline_is_the_earliest_live_deadline(table, clock):
     fast = table.start('client-b', requested_window_s=1.0)
     assert table.next_deadline() == START + 1.0
     clock.now = START + 0.5
-    table.heartbeat(fast.session_id)
+    table.heartbeat(fast.handle)
     assert table.next_deadline() == START + 1.5
     clock.now = START + 2.5
-    table.heartbeat(slow.session_id)
+    table.heartbeat(slow.handle)
     assert table.next_deadline() == START + 1.5
     table.expire_due()
     assert table.next_deadline() == START + 5.5
-    table.end(slow.session_id)
+    table.end(slow.secret)
     assert table.next_deadline() is None
 
 
@@ -410,48 +422,48 @@ def test_session_past_its_deadline_is_not_revived_before_the_sweep(table, clock,
     clock.now = START + 1.5  # past the deadline; the expiry timer has not run yet
     with pytest.raises(SessionError, match='expired'):
         if action == 'heartbeat':
-            table.heartbeat(session.session_id)
+            table.heartbeat(session.handle)
         elif action == 'claim':
-            table.claim(session.session_id, 'motor')
+            table.claim(session.handle, 'motor')
         else:
-            table.start('client-a', resume_session_id=session.session_id)
+            table.start('client-a', resume_session_id=session.secret)
     assert table.owner_of('motor') is None
 
 
 def test_held_session_has_no_deadline_until_released(table, clock):
     """A session held alive (liveliness) never expires by time; released, its window restarts."""
     session = table.start('teleop')
-    table.hold(session.session_id, True)
+    table.hold(session.handle, True)
     clock.now += 3600.0
     assert table.expire_due() == [] and table.next_deadline() is None
-    table.hold(session.session_id, False)
+    table.hold(session.handle, False)
     assert table.next_deadline() == clock.now + 2.0
     clock.now += 2.0
-    assert [s.session.session_id for s in table.expire_due()] == [session.session_id]
+    assert [s.session.handle for s in table.expire_due()] == [session.handle]
 
 
 def test_expire_stops_what_the_session_owns_and_refuses_it_afterwards(table):
     """Losing a held session's liveliness expires it now; a second expiry is refused."""
     session = table.start('teleop')
-    table.hold(session.session_id, True)
-    table.claim(session.session_id, '/left_motor')
-    stopped = table.expire(session.session_id)
+    table.hold(session.handle, True)
+    table.claim(session.handle, '/left_motor')
+    stopped = table.expire(session.handle)
     assert stopped.owned == ['/left_motor'] and stopped.reason.startswith('expired')
     assert table.owner_of('/left_motor') is None
     with pytest.raises(SessionError, match='is over, expired'):
-        table.expire(session.session_id)
+        table.expire(session.handle)
 
 
 def test_close_remote_keeps_local_sessions(table):
     """Connectivity loss ends remote sessions only; a client on the robot keeps its session."""
     remote = table.start('laptop')
     local = table.start('on-robot planner', remote=False)
-    table.claim(remote.session_id, '/left_motor')
-    table.claim(local.session_id, '/right_motor')
+    table.claim(remote.handle, '/left_motor')
+    table.claim(local.handle, '/right_motor')
     closed = table.close_remote('robot lost connectivity')
-    assert [(c.session.session_id, c.owned, c.reason) for c in closed] == [
-        (remote.session_id, ['/left_motor'], 'robot lost connectivity')]
-    assert table.owner_of('/right_motor') == local.session_id
+    assert [(c.session.handle, c.owned, c.reason) for c in closed] == [
+        (remote.handle, ['/left_motor'], 'robot lost connectivity')]
+    assert table.owner_of('/right_motor') == local.handle
 
 
 def test_close_all_ends_every_session(table):
@@ -464,12 +476,12 @@ def test_close_all_ends_every_session(table):
 def test_resources_to_stop_spares_actuators_taken_over_since(table):
     """Stopping an expired session's resources leaves alone what a live session drives now."""
     old = table.start('laptop')
-    table.claim(old.session_id, '/left_motor')
-    table.claim(old.session_id, '/right_motor')
-    table.end(old.session_id)
+    table.claim(old.handle, '/left_motor')
+    table.claim(old.handle, '/right_motor')
+    table.end(old.secret)
     new = table.start('tablet')
-    table.claim(new.session_id, '/left_motor')
-    assert table.resources_to_stop(old.session_id) == ['/right_motor']
-    assert table.resources_to_stop(new.session_id) == ['/left_motor']
-    with pytest.raises(SessionError, match='unknown session id'):
+    table.claim(new.handle, '/left_motor')
+    assert table.resources_to_stop(old.handle) == ['/right_motor']
+    assert table.resources_to_stop(new.handle) == ['/left_motor']
+    with pytest.raises(SessionError, match='unknown session'):
         table.resources_to_stop('f' * 32)

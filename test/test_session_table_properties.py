@@ -45,7 +45,8 @@ class SessionTableMachine(RuleBasedStateMachine):
         self.last_commander: Dict[str, str] = {}
         self.stops: List[tuple] = []
         self.over: Set[str] = set()
-        return multiple(*(self.table.start('client').session_id for _ in range(2)))
+        self.secrets: Dict[str, str] = {}   # handle -> secret id, as each client keeps it
+        return multiple(*(self._started(self.table.start('client')) for _ in range(2)))
 
     @rule(target=sessions, window_s=st.sampled_from(WINDOWS), remote=st.booleans())
     def start(self, window_s: float, remote: bool):
@@ -54,7 +55,7 @@ class SessionTableMachine(RuleBasedStateMachine):
         except SessionError:
             assert len(self.table.live()) == self.table.limits.max_sessions
             return multiple()
-        return session.session_id
+        return self._started(session)
 
     @rule(session_id=sessions)
     def heartbeat(self, session_id: str) -> None:
@@ -73,10 +74,10 @@ class SessionTableMachine(RuleBasedStateMachine):
     def end(self, session_id: str) -> None:
         if session_id in self.over:
             with pytest.raises(SessionError):
-                self.table.end(session_id)
+                self.table.end(self.secrets[session_id])
             return
         try:
-            self._record(self.table.end(session_id))
+            self._record(self.table.end(self.secrets[session_id]))
         except SessionError:
             # Past its deadline, not yet swept: the sweep will expire it.
             assert self.table.get(session_id).deadline <= self.clock.now
@@ -91,9 +92,9 @@ class SessionTableMachine(RuleBasedStateMachine):
 
     @rule()
     def lose_connectivity(self) -> None:
-        remote_before = {s.session_id for s in self.table.live() if s.remote}
+        remote_before = {s.handle for s in self.table.live() if s.remote}
         closed = self.table.close_remote('robot lost connectivity')
-        assert {c.session.session_id for c in closed} == remote_before
+        assert {c.session.handle for c in closed} == remote_before
         for stopped in closed:
             self._record(stopped)
 
@@ -125,6 +126,10 @@ class SessionTableMachine(RuleBasedStateMachine):
     def every_stop_happened_once(self) -> None:
         assert len(self.stops) == len(set(self.stops))
 
+    def _started(self, session) -> str:
+        self.secrets[session.handle] = session.secret
+        return session.handle
+
     def _refused_unless_live(self, session_id: str, action) -> bool:
         session = self.table.get(session_id)
         if session is None or session.deadline <= self.clock.now:
@@ -135,7 +140,7 @@ class SessionTableMachine(RuleBasedStateMachine):
         return True
 
     def _record(self, stopped: StoppedSession) -> None:
-        session_id = stopped.session.session_id
+        session_id = stopped.session.handle
         assert session_id not in self.over, 'a session stopped twice'
         self.over.add(session_id)
         expected = sorted(name for name, commander in self.last_commander.items()

@@ -142,7 +142,8 @@ def test_actuator_diagnostics_call_the_idle_state_ok():
         ActuatorView(name='/pan', owner='0123456789abcdef', stopped=False)])
     assert status.level == DiagnosticStatus.OK
     assert {v.key: v.value for v in status.values} == {
-        '/base_gate': IDLE, '/motor': 'idle: no session', '/pan': 'owned by session 01234567'}
+        '/base_gate': IDLE, '/motor': 'idle: no session',
+        '/pan': 'owned by session 0123456789abcdef'}
     assert status.message == '3 actuator(s), 1 owned by a session'
     failed = actuator_status(name='m', actuators=[ActuatorView(
         name='/motor', owner='0123456789abcdef', stopped=True,
@@ -232,7 +233,7 @@ def test_the_example_stops_gate_arm_and_brake_when_the_session_is_over(example):
     operator = rig.client('operator')
     operator.claim('/base_gate')
     operator.claim('/arm')
-    rig.wait_owned(operator.session_id, ['/arm', '/base_gate'])
+    rig.wait_owned(operator.handle, ['/arm', '/base_gate'])
     drive = TwistStamped()
     drive.header.frame_id = 'base_link'
     drive.twist.linear.x = 0.3
@@ -242,7 +243,7 @@ def test_the_example_stops_gate_arm_and_brake_when_the_session_is_over(example):
 
     silent_since = rig.outputs.snapshot()[-1].t_ns
     operator._stop_heartbeats()      # its link drops
-    expired = rig.wait_for_event(operator.session_id, SessionEvent.EXPIRED)
+    expired = rig.wait_for_event(operator.handle, SessionEvent.EXPIRED)
     assert sorted(expired.item.owned_resources) == ['/arm', '/base_gate']
     zero = rig.outputs.wait_for(
         lambda item: item[0] == cmd_vel and item[1].twist.linear.x == 0.0
@@ -284,7 +285,7 @@ def test_the_example_stops_gate_arm_and_brake_when_the_session_is_over(example):
     claimed_ns = time.monotonic_ns()
     second.claim('/base_gate')
     second.claim('/brake')
-    rig.wait_owned(second.session_id, ['/base_gate', '/brake'])
+    rig.wait_owned(second.handle, ['/base_gate', '/brake'])
     _status(rig, supervised, claimed_ns, 'the gate active again',
             level=DiagnosticStatus.OK, message='active')
     # end() returns once every stop is confirmed: the brake's call has been answered.
@@ -304,10 +305,10 @@ def test_the_brake_is_engaged_with_the_gate_when_the_robot_loses_connectivity(
         with _running(request, _example_rig(tmp_path), manager_parameters=probe) as rig:
             remote = rig.client('operator')
             remote.claim('/base_gate')
-            rig.wait_owned(remote.session_id, ['/base_gate'])
+            rig.wait_owned(remote.handle, ['/base_gate'])
             lost_ns = time.monotonic_ns()
             listener.close()       # the robot's uplink is gone
-            closed = rig.wait_for_event(remote.session_id, SessionEvent.CLOSED_BY_ROBOT)
+            closed = rig.wait_for_event(remote.handle, SessionEvent.CLOSED_BY_ROBOT)
             assert 'robot lost connectivity' in closed.item.reason
             rig.transitions.wait_for(
                 lambda item: item == ('base_gate', State.PRIMARY_STATE_INACTIVE),

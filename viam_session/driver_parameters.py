@@ -16,7 +16,7 @@ not see the difference, and the description hands the node the float it declares
 from dataclasses import dataclass
 import math
 from types import MappingProxyType
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from viam_session.chips.base import SERVO_FREQUENCY_RANGE_HZ, SERVO_PULSE_RANGE_US
 from viam_session.chips.factory import CHIP_BACKENDS
@@ -24,7 +24,7 @@ from viam_session.drivers.h_bridge import H_BRIDGE_MODES
 
 __all__ = ['ACTUATOR', 'BOARD', 'DC_MOTOR', 'DIGITAL_INPUT', 'DRIVER_PARAMETERS', 'ENCODER',
            'GPIO_OUTPUT', 'LIFECYCLE_DRIVER', 'ParameterSpec', 'ROS_NODE', 'SERVO',
-           'SESSION_GATE']
+           'SESSION_GATE', 'with_command_source']
 
 MAX_LINE = 1023
 _TYPE_NAMES = {bool: 'a bool', int: 'an integer', float: 'a double', str: 'a string'}
@@ -124,11 +124,22 @@ LIFECYCLE_DRIVER = _table(
                   '(launch sends SIGTERM 5 s after SIGINT); 0: exit at once.'),
 )
 
+
+def _command_source() -> ParameterSpec:
+    return ParameterSpec(
+        name='command_source', default='', kind=str,
+        description='The only node whose commands are obeyed (the session manager, e.g. '
+        "/session_manager; a relative name is in the driver's namespace); commands from "
+        'other publishers are dropped, counted in diagnostics and logged. Empty: any '
+        'publisher.')
+
+
 # Drivers commanded on ~/command (drivers.base.ActuatorDriver).
 ACTUATOR = _table(ParameterSpec(
     name='command_timeout_s', default=0.5, low=0.0, high=60.0,
     description='Self-protection: outputs go safe when no valid command arrived for this long '
-    'or the command publisher lost liveliness (lease = this); 0 switches it off.'))
+    'or the command publisher lost liveliness (lease = this); 0 switches it off.'),
+    _command_source())
 
 BOARD = _table(
     _optional_line('enable_line', 'Line enabling the board (on while active); -1: none.'),
@@ -202,6 +213,7 @@ SESSION_GATE = _table(
                   description='Self-protection: the gate closes when no valid command came '
                   'for this long or the command publisher lost liveliness (lease = this); 0 '
                   'switches it off.'),
+    _command_source(),
     _lease(),
 )
 
@@ -222,3 +234,17 @@ DRIVER_PARAMETERS: Mapping[str, Mapping[str, ParameterSpec]] = MappingProxyType(
     'servo': _driver(LIFECYCLE_DRIVER, ACTUATOR, SERVO),
     'session_gate': _driver(SESSION_GATE),
 })
+
+
+def with_command_source(driver: str, parameters: Mapping[str, Any],
+                        source: str) -> Dict[str, Any]:
+    """
+    Return a driver's parameters with `command_source` set to `source` (the session manager).
+
+    Only for driver types that take commands, and only where the description does not set it
+    (an empty value there keeps a driver open to any publisher on purpose).
+    """
+    if source and 'command_source' in DRIVER_PARAMETERS.get(driver, {}) \
+            and 'command_source' not in parameters:
+        return {**parameters, 'command_source': source}
+    return dict(parameters)

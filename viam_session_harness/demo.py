@@ -72,16 +72,16 @@ def run_once(workdir: Path, window_s: float, run: int, runs: int) -> Timeline:
         _say(f'[run {run}/{runs}] motor active; starting a client that drives it at power '
              f'{POWER}')
         client = robot.start_client(resource=f'/{MOTOR}', value=POWER, name='demo_client')
-        session_id = client.wait_for('started')['session_id']
+        handle = client.wait_for('started')['handle']
         robot.wait_for_duty(MOTOR, lambda duty: duty > 0.0)
         client.lines.wait_for(
             lambda line: line.get('sequence', 0) >= HEARTBEATS_BEFORE_KILL, 30.0, 'heartbeats')
         _say(f'[run {run}/{runs}] motor running (PWM {robot.duty(MOTOR):.2f}); '
-             f'session {session_id[:8]}… heartbeating; killing the client with SIGKILL')
+             f'session {handle} heartbeating; killing the client with SIGKILL')
         wall_minus_mono = time.time() - time.monotonic()
         client_killed = time.monotonic()
         client.kill()
-        expired = robot.wait_for_event(session_id, SessionEvent.EXPIRED, timeout_s=window_s + 30)
+        expired = robot.wait_for_event(handle, SessionEvent.EXPIRED, timeout_s=window_s + 30)
         deactivated = robot.wait_for_transition(
             MOTOR, State.PRIMARY_STATE_INACTIVE, after_ns=int(client_killed * 1e9),
             timeout_s=30)

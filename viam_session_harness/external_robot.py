@@ -226,24 +226,24 @@ class ExternalRobot:
         client.start(timeout_s=30.0)
         return client
 
-    def owned(self, session_id: str) -> List[str]:
-        """Return what the live session owns, as the manager lists it."""
+    def owned(self, handle: str) -> List[str]:
+        """Return what the live session `handle` owns, as the manager lists it."""
         response = call_service(self._list_sessions, ListSessions.Request(), 30.0)
         return next(sorted(s.owned_resources) for s in response.sessions
-                    if s.session_id == session_id)
+                    if s.handle == handle)
 
-    def wait_owned(self, session_id: str, owned: Sequence[str], timeout_s: float = 30.0) -> None:
+    def wait_owned(self, handle: str, owned: Sequence[str], timeout_s: float = 30.0) -> None:
         """Wait until the session owns exactly `owned` (its commands reached the manager)."""
         deadline = time.monotonic() + timeout_s
-        while self.owned(session_id) != sorted(owned):
+        while self.owned(handle) != sorted(owned):
             if time.monotonic() > deadline:
-                raise TimeoutError(f'session {session_id} does not own {sorted(owned)}')
+                raise TimeoutError(f'session {handle} does not own {sorted(owned)}')
             time.sleep(0.01)    # list_sessions is a service: ask again
 
-    def wait_for_event(self, session_id: str, state: int, timeout_s: float = 30.0) -> Arrival:
+    def wait_for_event(self, handle: str, state: int, timeout_s: float = 30.0) -> Arrival:
         return self.events.wait_for(
-            lambda event: event.session_id == session_id and event.state == state,
-            timeout_s=timeout_s, what=f'event {state} of session {session_id}')
+            lambda event: event.handle == handle and event.state == state,
+            timeout_s=timeout_s, what=f'event {state} of session {handle}')
 
     # --- the robot's own side ------------------------------------------------------------------
 

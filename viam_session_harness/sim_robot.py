@@ -32,6 +32,7 @@ from std_srvs.srv import Trigger
 
 from viam_session.chips.sim_chip import LineChange, read_line_changes, read_line_values
 from viam_session.service_call import call_service
+from viam_session.sessions.command_auth import command_tag
 from viam_session.sessions.manager_node import EVENTS_QOS
 from viam_session_interfaces.msg import Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import (
@@ -194,7 +195,9 @@ class SimRobot:
             self._spawn(motor.name, 'viam_session.drivers.dc_motor', [
                 '-r', f'__node:={motor.name}', '-p', f'chip:={self.chip_dir}',
                 '-p', f'pwm_line:={motor.pwm_line}',
-                '-p', f'direction_line:={motor.direction_line}'])
+                '-p', f'direction_line:={motor.direction_line}',
+                # As a robot should run: only the session manager drives the motors.
+                '-p', 'command_source:=/session_manager'])
         self._start_observer()
         deadline = time.monotonic() + timeout_s
         for motor in self.motors.values():
@@ -332,11 +335,11 @@ class SimRobot:
                 raise TimeoutError(f'{motor}: no matching PWM change within {timeout_s} s')
             time.sleep(0.005)  # the chip is a file another process appends to: poll it
 
-    def wait_for_event(self, session_id: str, state: int, *, timeout_s: float = 30.0) -> Stamped:
-        """Wait for a session event of `session_id` in `state`; return it with its arrival."""
+    def wait_for_event(self, handle: str, state: int, *, timeout_s: float = 30.0) -> Stamped:
+        """Wait for a session event of the session `handle` in `state`; return it, stamped."""
         return self.events.wait_for(
-            lambda s: s.message.session_id == session_id and s.message.state == state,
-            timeout_s, f'session event {state} for {session_id}')
+            lambda s: s.message.handle == handle and s.message.state == state,
+            timeout_s, f'session event {state} for {handle}')
 
     def wait_for_transition(self, motor: str, goal_state: int, *, after_ns: int = 0,
                             timeout_s: float = 30.0) -> Stamped:
@@ -395,12 +398,19 @@ class SimRobot:
         """Call a session manager service (e.g. /session_manager/end_session)."""
         return call_service(self._service_clients[service_name], request, timeout_s)
 
-    def send_command(self, session_id: str, resource: str, value: float) -> None:
-        """Publish one session-tagged command, as a client would, once the manager listens."""
+    def send_command(self, handle: str, resource: str, value: float, *, secret: str = '',
+                     sequence: int = 1) -> None:
+        """
+        Publish one command for the session `handle` once the manager listens.
+
+        Tagged with `secret` as a client would (`command_auth`); without it the tag is empty,
+        as a third party's would be.
+        """
         deadline = time.monotonic() + 30.0
         while self._commands.get_subscription_count() == 0:
             if time.monotonic() > deadline:
                 raise TimeoutError('the session manager does not subscribe to commands')
             time.sleep(0.005)
-        self._commands.publish(SessionCommand(session_id=session_id, resource=resource,
-                                              value=value))
+        tag = command_tag(secret, handle, resource, value, sequence) if secret else b''
+        self._commands.publish(SessionCommand(handle=handle, resource=resource, value=value,
+                                              sequence=sequence, tag=tag))

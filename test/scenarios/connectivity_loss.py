@@ -38,8 +38,8 @@ def main() -> None:
         remote = robot.start_client(resource='/remote_motor', value=0.5, name='laptop')
         local = robot.start_client(resource='/local_motor', value=0.3, name='planner',
                                    local=True)
-        remote_id = remote.wait_for('started', TIMEOUT_S)['session_id']
-        local_id = local.wait_for('started', TIMEOUT_S)['session_id']
+        remote_id = remote.wait_for('started', TIMEOUT_S)['handle']
+        local_id = local.wait_for('started', TIMEOUT_S)['handle']
         running = robot.wait_for_duty('remote_motor', lambda duty: duty > 0.0)
         robot.wait_for_duty('local_motor', lambda duty: duty > 0.0)
         emit('ready', remote=remote_id, local=local_id)
@@ -51,7 +51,7 @@ def main() -> None:
         listed = robot.call('/session_manager/list_sessions', ListSessions.Request())
         emit('closed', event_t_ns=closed.t_ns, stop_t_ns=stopped.t_ns,
              reason=closed.message.reason, owned=list(closed.message.owned_resources),
-             live=[s.session_id for s in listed.sessions],
+             live=[s.handle for s in listed.sessions],
              local_duty=robot.duty('local_motor'),
              local_active=robot.lifecycle_state('local_motor') == State.PRIMARY_STATE_ACTIVE,
              client_lost=remote.wait_for('lost', TIMEOUT_S)['reason'])

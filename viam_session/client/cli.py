@@ -41,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='also own this resource (open a session gate, claim an external '
                              'resource); repeatable')
     parser.add_argument('--resume', default='',
-                        help='id of a live session of this client name to resume')
+                        help='secret id of a live session of this client name to resume')
     parser.add_argument('--local', action='store_true',
                         help='this client runs on the robot: keep the session when the robot '
                              'loses connectivity')
@@ -68,7 +68,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         session_id = client.start(resume_session_id=args.resume)
-        _print('started', session_id=session_id, window_s=client.window_s)
+        _print('started', session_id=session_id, handle=client.handle, window_s=client.window_s)
         client.command(args.resource, args.value)
         _print('commanded', resource=args.resource, value=args.value)
         for resource in args.claim:

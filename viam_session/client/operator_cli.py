@@ -4,8 +4,8 @@
     ros2 run viam_session viam-session list     # live sessions, their windows, what they own
     ros2 run viam_session viam-session watch    # session events as they happen (recent first)
     ros2 run viam_session viam-session start --name me --command /left_motor=0.3  # until Ctrl-C
-    ros2 run viam_session viam-session end SESSION_ID    # end it; the robot stops what it owned
-    ros2 run viam_session viam-session stop SESSION_ID   # stop its actuators (opt-out robots)
+    ros2 run viam_session viam-session end SESSION_ID    # end it (its secret id, from start)
+    ros2 run viam_session viam-session stop HANDLE       # stop its actuators (opt-out robots)
     ros2 run viam_session viam-session --manager /r1/session_manager list   # robot in /r1
 
 Like every executable of a ROS package it is installed in `lib/viam_session`, not on PATH:
@@ -77,7 +77,7 @@ def list_sessions(args: argparse.Namespace) -> int:
     for session in response.sessions:
         where = 'local' if session.local else 'remote'
         owned = ', '.join(session.owned_resources) or 'nothing'
-        print(f'{session.session_id}  {session.client!r} ({where}), window '
+        print(f'{session.handle}  {session.client!r} ({where}), window '
               f'{duration_to_seconds(session.window):g} s, owns {owned}')
     return 0
 
@@ -91,7 +91,7 @@ def end_session(args: argparse.Namespace) -> int:
 
 def stop_resources(args: argparse.Namespace) -> int:
     response = _call(args.manager, 'stop_session_resources', StopSessionResources,
-                     StopSessionResources.Request(session_id=args.session_id), args.timeout)
+                     StopSessionResources.Request(handle=args.handle), args.timeout)
     print(f'{response.message}; stopped {list(response.stopped_resources)}')
     return 0 if response.success else 1
 
@@ -103,7 +103,7 @@ def watch_events(args: argparse.Namespace) -> int:
     def show(event: SessionEvent) -> None:
         owned = ', '.join(event.owned_resources) or 'nothing'
         with print_lock:
-            print(f'{STATE_NAMES.get(event.state, event.state):>15}  {event.session_id}  '
+            print(f'{STATE_NAMES.get(event.state, event.state):>15}  {event.handle}  '
                   f'{event.client!r}  {event.reason}; owned {owned}', flush=True)
 
     with _ros_node() as node:
@@ -130,8 +130,8 @@ def hold_session(args: argparse.Namespace) -> int:
                                print(f'session lost: {reason}', flush=True), finished.set()))
     try:
         session_id = client.start(timeout_s=args.timeout)
-        print(f'session {session_id} live, window {client.window_s:g} s; Ctrl-C ends it',
-              flush=True)
+        print(f'session {client.handle} live, window {client.window_s:g} s; Ctrl-C ends it '
+              f'(secret id {session_id}: `end` takes it; keep it to yourself)', flush=True)
         for resource, value in args.command:
             client.command(resource, value)
         finished.wait()
@@ -157,11 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest='action', required=True)
     commands.add_parser('list', help='list live sessions').set_defaults(run=list_sessions)
     commands.add_parser('watch', help='print session events').set_defaults(run=watch_events)
-    for name, run, text in (('end', end_session, 'end a session'),
-                            ('stop', stop_resources, "stop a session's actuators")):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument('session_id')
-        sub.set_defaults(run=run)
+    end = commands.add_parser('end', help='end a session')
+    end.add_argument('session_id', help='the secret id its start printed (a handle ends nothing)')
+    end.set_defaults(run=end_session)
+    stop = commands.add_parser('stop', help="stop a session's actuators")
+    stop.add_argument('handle', help='its handle, as list and watch show it')
+    stop.set_defaults(run=stop_resources)
     start = commands.add_parser('start', help='hold a session open until Ctrl-C')
     start.add_argument('--name', default='viam-session cli', help='client name')
     start.add_argument('--window', type=float, default=0.0,

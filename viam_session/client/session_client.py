@@ -12,6 +12,11 @@ does not starve it; DDS checks the lease on the robot below Python. When the rob
 the session expired or closed, or stops listening to its heartbeats, `on_lost(reason)` runs
 once and further commands raise SessionLost. The session is ended cleanly by `end()`,
 `close()`, the context manager, or at interpreter exit.
+
+The start reply gives the session's secret id (`session_id`: keep it to this client; it ends
+and resumes the session) and its public handle (`handle`: what the robot's events, listings
+and diagnostics show). Commands name the handle and carry an HMAC tag keyed by the secret and a
+sequence (`sessions.command_auth`), so the shared command topic reveals nothing usable.
 """
 
 import atexit
@@ -31,6 +36,7 @@ from rclpy.publisher import Publisher
 from rclpy.signals import SignalHandlerOptions
 
 from viam_session.service_call import call_service
+from viam_session.sessions.command_auth import CommandSigner
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.sessions.manager_node import EVENTS_QOS
 from viam_session.time_convert import duration_to_seconds, seconds_to_duration
@@ -103,6 +109,8 @@ class SessionClient:
         self._on_heartbeat = on_heartbeat
         self._lock = threading.Lock()
         self._session_id = ''
+        self._handle = ''
+        self._signer: Optional[CommandSigner] = None
         self._window_s = 0.0
         self._sequence = 0
         self._lost_reason: Optional[str] = None
@@ -131,7 +139,13 @@ class SessionClient:
 
     @property
     def session_id(self) -> str:
+        """Return the session's secret id: it ends and resumes the session; never publish it."""
         return self._session_id
+
+    @property
+    def handle(self) -> str:
+        """Return the session's public handle, as the robot's events and listings name it."""
+        return self._handle
 
     @property
     def window_s(self) -> float:
@@ -144,9 +158,10 @@ class SessionClient:
 
     def start(self, *, resume_session_id: str = '', timeout_s: float = 10.0) -> str:
         """
-        Open the session (or resume a live one of this client name); return its id.
+        Open the session (or resume a live one of this client name); return its secret id.
 
-        Resuming from another process: construct the client with the session's window.
+        Resuming from another process: construct the client with the session's window and
+        pass the secret id `start` returned there.
         """
         deadline = time.monotonic() + timeout_s
         if self._heartbeat_writer is not None:
@@ -173,6 +188,9 @@ class SessionClient:
             raise
         with self._lock:
             self._session_id = response.session_id
+            self._handle = response.handle
+            self._signer = CommandSigner(response.session_id, response.handle,
+                                         response.command_sequence)
             self._window_s = duration_to_seconds(response.window)
             self._assertion_period_s = assertion_period_s(self._window_s)
         atexit.register(self.close)
@@ -187,9 +205,12 @@ class SessionClient:
                 raise SessionLost(f'session is over: {self._lost_reason}')
             if not self._session_id:
                 raise SessionError('no session: call start() first')
-            message = SessionCommand(session_id=self._session_id, resource=resource,
-                                     value=float(value))
-        self._commands.publish(message)
+            sequence, tag = self._signer.sign(resource, float(value))
+            message = SessionCommand(handle=self._handle, resource=resource, value=float(value),
+                                     sequence=sequence, tag=tag)
+            # Under the lock: commands from two threads leave in sequence order, or the robot
+            # would refuse the one overtaken as a replay.
+            self._commands.publish(message)
 
     def claim(self, resource: str) -> None:
         """
@@ -295,14 +316,15 @@ class SessionClient:
     # --- news from the robot -------------------------------------------------------------------
 
     def _on_event(self, event: SessionEvent) -> None:
-        if event.session_id != self._session_id or event.state not in (
+        if not self._handle or event.handle != self._handle or event.state not in (
                 SessionEvent.EXPIRED, SessionEvent.CLOSED_BY_ROBOT):
             return
         state = 'expired' if event.state == SessionEvent.EXPIRED else 'closed by robot'
         self._lose(f'{state}: {event.reason}')
 
     def _on_rejection(self, rejection: Rejection) -> None:
-        if rejection.session_id == self._session_id and rejection.subject == 'heartbeat':
+        if (self._handle and rejection.handle == self._handle
+                and rejection.subject == 'heartbeat'):
             self._lose(f'heartbeat refused: {rejection.reason}')
 
     def _on_matched(self, info: QoSPublisherMatchedInfo) -> None:

@@ -37,7 +37,9 @@ publishers). When it is > 0:
 
 Either way the driver stays `active`, warns (throttled) and publishes its state; the next valid
 command drives again. Bad commands (NaN, infinities, out of range) are refused with a throttled
-warning, leave the outputs as they are and do not feed the watchdog.
+warning, leave the outputs as they are and do not feed the watchdog. With `command_source` set
+(the session manager), commands from any other node's writers are dropped before any of that,
+counted in diagnostics and logged, throttled (`command_source`).
 
 Measured with Fast DDS: the loss is reported one *requested* lease (`command_timeout_s`) after
 the publisher's last assertion, whatever shorter lease it offers. For a publisher that dies,
@@ -60,6 +62,7 @@ from std_msgs.msg import Empty, Float64, Header
 
 from viam_session.chips import Chip, ChipError, open_chip
 from viam_session.driver_parameters import ACTUATOR, LIFECYCLE_DRIVER
+from viam_session.drivers.command_source import resolve_source
 from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.drivers.diagnostics import (
     driver_status, line_roles, LineRecord, status_signature, WatchdogState)
@@ -336,9 +339,11 @@ class ActuatorDriver(LifecycleDriver):
         self._command_timeout_s = declare(self, ACTUATOR['command_timeout_s'])
         self._driving = False
         self._tripped: Optional[str] = None
+        source = resolve_source(declare(self, ACTUATOR['command_source']),
+                                self.get_namespace())
         self._watchdog = CommandWatchdog(self, self.command_type, self._on_command,
                                          timeout_s=self._command_timeout_s,
-                                         on_trip=self._stop_driving)
+                                         on_trip=self._stop_driving, source=source)
 
     def apply(self, device: Any, value: Any) -> None:
         """Drive `device` as the command `value` says; raise ValueError for a bad value."""
@@ -394,7 +399,8 @@ class ActuatorDriver(LifecycleDriver):
         self.publish_state()
 
     def watchdog_state(self) -> WatchdogState:
-        return WatchdogState(timeout_s=self._command_timeout_s, tripped=self._tripped)
+        return WatchdogState(timeout_s=self._command_timeout_s, tripped=self._tripped,
+                             source=self._watchdog.source.describe())
 
     def driving(self) -> bool:
         return self._driving

@@ -63,6 +63,8 @@ class WatchdogState:
 
     timeout_s: float
     tripped: Optional[str] = None
+    # Whose commands are obeyed, and how many others were dropped (CommandSource.describe).
+    source: str = 'any publisher'
 
     def describe(self) -> str:
         """Return 'off', 'armed (0.5 s)' or 'tripped: <reason>'."""
@@ -169,6 +171,7 @@ def driver_status(*, node: str, kind: str, state: str, backend: str, chip: str,
               KeyValue(key='chip', value=f'{backend} {chip}')]
     if watchdog is not None:
         values.append(KeyValue(key='watchdog', value=watchdog.describe()))
+        values.append(KeyValue(key='commands from', value=watchdog.source))
         values.append(KeyValue(key='driving', value='yes' if driving else 'no'))
     active_levels = active_levels or {}
     for line, use in sorted(lines.items()):

@@ -32,6 +32,7 @@ from std_msgs.msg import Empty, Float64, Header
 
 from viam_session.driver_parameters import SESSION_GATE
 from viam_session.drivers.base import alive_qos
+from viam_session.drivers.command_source import resolve_source
 from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.gate.gate_core import GateCore, MESSAGE_TYPES
 from viam_session.lifecycle_node import GuardedLifecycleNode
@@ -73,8 +74,11 @@ class SessionGate(GuardedLifecycleNode):
                              f'{error}') from None
         self._alive = self.create_publisher(Empty, '~/alive', alive_qos(lease_s))
         self.create_subscription(message_type, '~/input', self._on_input, QoSProfile(depth=10))
+        source = resolve_source(declare(self, SESSION_GATE['command_source']),
+                                self.get_namespace())
         self._watchdog = CommandWatchdog(self, Float64, self._on_command,
-                                         timeout_s=self._command_timeout_s, on_trip=self._close)
+                                         timeout_s=self._command_timeout_s, on_trip=self._close,
+                                         source=source)
         self._zero_timer = self.create_timer(self._core.zero_period_s, self._on_zero_timer,
                                              clock=steady, autostart=False)
         # SIGTERM arrives on the main thread; the burst starts on the executor, woken by this.
@@ -202,6 +206,7 @@ class SessionGate(GuardedLifecycleNode):
                       KeyValue(key='message type', value=core.kind),
                       KeyValue(key='relayed', value=str(core.relayed)),
                       KeyValue(key='zeros sent', value=str(core.zeros_sent)),
+                      KeyValue(key='commands from', value=self._watchdog.source.describe()),
                       KeyValue(key='lifecycle state',
                                value=self._state_machine.current_state[1])]
         status = DiagnosticStatus(level=DiagnosticStatus.OK,

@@ -32,7 +32,7 @@ def session_status(*, name: str, sessions: Sequence[Session], now: float,
     for session in sorted(sessions, key=lambda s: s.started):
         owned = ', '.join(sorted(session.owned)) or 'nothing'
         values.append(KeyValue(
-            key=f'session {session.session_id[:8]}',
+            key=f'session {session.handle}',
             value=(f'{session.client} ({"remote" if session.remote else "local"}), window '
                    f'{session.window_s:g} s, age {now - session.started:.1f} s, owns {owned}')))
     return DiagnosticStatus(
@@ -45,7 +45,7 @@ class ActuatorView:
     """What the manager knows of one actuator it stops."""
 
     name: str
-    owner: Optional[str]    # the id of the session that owns it
+    owner: Optional[str]    # the handle of the session that owns it
     stopped: bool           # deactivated by the manager and not activated again since
     problem: str = ''       # the last stop or reactivation that failed; '' once one worked
 
@@ -63,8 +63,8 @@ def actuator_status(*, name: str, actuators: Sequence[ActuatorView]) -> Diagnost
         if actuator.problem:
             text = actuator.problem
         elif actuator.owner is not None:
-            text = (f'inactive, activating for session {actuator.owner[:8]}' if actuator.stopped
-                    else f'owned by session {actuator.owner[:8]}')
+            text = (f'inactive, activating for session {actuator.owner}' if actuator.stopped
+                    else f'owned by session {actuator.owner}')
         else:
             text = IDLE if actuator.stopped else 'idle: no session'
         values.append(KeyValue(key=actuator.name, value=text))

@@ -130,16 +130,19 @@ class HeartbeatWatch:
 
     `on_liveliness(changes)` runs with a list of (topic, alive), in the order DDS reported
     them: alive when a topic's writers become alive (at least one), not alive when all lose
-    liveliness; `on_incompatible(topic, policy)` when a writer's QoS cannot match (for instance
+    liveliness; `on_crowded(topic)` when more than one writer of a topic is alive (the events
+    do not say which writer is which, so that topic no longer vouches for one client);
+    `on_incompatible(topic, policy)` when a writer's QoS cannot match (for instance
     a lease longer than the window); `on_topic_failure(topic, error)` when a topic cannot be
     subscribed to (the watch goes on for every other topic); `on_failure(error)` if a watch
-    thread died. All four are passed to `post`, which must run them on the owner's executor.
+    thread died. All five are passed to `post`, which must run them on the owner's executor.
     `watch` and `unwatch` are called from the owner's thread.
     """
 
     def __init__(self, *, context: Context, node_name: str, namespace: str,
                  post: Callable[..., object],
                  on_liveliness: Callable[[List[Tuple[str, bool]]], None],
+                 on_crowded: Callable[[str], None],
                  on_incompatible: Callable[[str, str], None],
                  on_topic_failure: Callable[[str, Exception], None],
                  on_failure: Callable[[BaseException], None]) -> None:
@@ -148,6 +151,7 @@ class HeartbeatWatch:
         self._namespace = namespace
         self._post = post
         self._on_liveliness = on_liveliness
+        self._on_crowded = on_crowded
         self._on_incompatible = on_incompatible
         self._on_topic_failure = on_topic_failure
         self._on_failure = on_failure
@@ -200,6 +204,8 @@ class HeartbeatWatch:
     def _liveliness_changed(self, topic: str, info: QoSLivelinessChangedInfo) -> None:
         if info.alive_count_change > 0:
             self._queue_change(topic, True)
+            if info.alive_count > 1:
+                self._post(self._on_crowded, topic)
         elif info.alive_count_change < 0 and info.alive_count == 0:
             self._queue_change(topic, False)
 

@@ -6,12 +6,21 @@ Interface (all under the node's name, default /session_manager):
   and `~/close_all_sessions` (std_srvs/Trigger, for the supervisor's ordered shutdown);
 - one heartbeat topic per session, named by its client in the start request, watched for DDS
   liveliness by a HeartbeatWatch (see heartbeat_watch.py for why);
-- topic `~/command` (SessionCommand): session-tagged commands, relayed to the actuator's own
-  `<actuator>/command` topic after the session is checked and made the actuator's owner;
+- topic `~/command` (SessionCommand): commands naming their session by its public handle and
+  authenticated by an HMAC tag keyed by its secret id, with a sequence that must increase
+  (`command_auth`), relayed to the actuator's own `<actuator>/command` topic after the session
+  is checked and made the actuator's owner;
 - topics `~/events` (SessionEvent, transient-local) and `~/rejections` (Rejection), and a
   status on `/diagnostics` every second (sessions, their age and what they own);
 - topic `~/connected` (std_msgs/Bool, transient-local): whether the robot has connectivity
   (always true without a connectivity watch), for the supervisor's connectivity_loss_policy.
+
+Only the start reply carries a session's secret id; events, listings, rejections, diagnostics
+and logs (which /rosout publishes) name sessions by their handle. A rejection names a session
+only for a command proven to be its own, so a forger cannot make a client see refusals.
+A heartbeat topic must have one writer: DDS liveliness counts writers without saying which one
+is alive, so a second writer (alive, or merely in the graph) could keep a gone client's session
+alive; the manager closes such a session at once (`closed by robot`), which stops what it owns.
 
 Resources come from the `actuators` parameter and, optionally, from a robot description
 (`robot_description`, the supervisor's YAML): its dc_motor, servo, gpio_output and
@@ -73,7 +82,7 @@ from viam_session.sessions.diagnostics import actuator_status, ActuatorView, ses
 from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HEARTBEAT_TYPE, HeartbeatWatch
 from viam_session.sessions.table import (
-    Session, SessionError, SessionLimits, SessionTable, StoppedSession)
+    NotAuthenticated, Session, SessionError, SessionLimits, SessionTable, StoppedSession)
 from viam_session.sessions.writer_presence import WriterPresence
 from viam_session.time_convert import (
     duration_to_seconds, monotonic_to_ros_time, seconds_to_duration)
@@ -110,7 +119,7 @@ STATE_NAMES = {SessionEvent.STARTED: 'started', SessionEvent.EXPIRED: 'expired',
 class _HeartbeatTopic:
     """What the manager knows of one session's heartbeat topic."""
 
-    session_id: str
+    handle: str
     alive: bool = False
 
 
@@ -196,11 +205,12 @@ class SessionManager(Node):
         if clashes:
             raise ValueError(f'{clashes} are both actuators and external resources')
         self._heartbeat_topics: Dict[str, _HeartbeatTopic] = {}
-        self._topic_of: Dict[str, str] = {}  # session id -> its heartbeat topic
+        self._topic_of: Dict[str, str] = {}  # session handle -> its heartbeat topic
         self._watch = HeartbeatWatch(
             context=self.context, node_name=f'{self.get_name()}_heartbeats',
             namespace=self.get_namespace(), post=self._post,
-            on_liveliness=self._on_liveliness, on_incompatible=self._on_incompatible,
+            on_liveliness=self._on_liveliness, on_crowded=self._on_crowded,
+            on_incompatible=self._on_incompatible,
             on_topic_failure=self._on_heartbeat_topic_failure, on_failure=self._on_watch_failure)
 
         self._diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
@@ -232,7 +242,9 @@ class SessionManager(Node):
         self._keepalive_timer = self.create_timer(
             self._keepalive_period_s, self._send_keepalives, clock=self._steady_clock,
             autostart=False)
-        self._presence = WriterPresence(self.count_publishers)
+        # Writers per heartbeat topic, counted once per check for both of its uses.
+        self._writer_counts: Dict[str, int] = {}
+        self._presence = WriterPresence(lambda topic: self._writer_counts[topic])
         self.create_timer(PRESENCE_CHECK_PERIOD_S, self._check_writers_present,
                           clock=self._steady_clock)
         if self._connectivity is not None:
@@ -266,11 +278,13 @@ class SessionManager(Node):
             return response
         response.success = True
         response.message = 'resumed' if request.resume_session_id else 'started'
-        response.session_id = session.session_id
+        response.session_id = session.secret
+        response.handle = session.handle
+        response.command_sequence = session.command_sequence
         response.window = seconds_to_duration(session.window_s)
         self._publish_event(session, SessionEvent.STARTED, response.message, sorted(session.owned))
         self.get_logger().info(
-            f'session {session.session_id} {response.message} for {client}, '
+            f'session {session.handle} {response.message} for {client}, '
             f'window {session.window_s} s, heartbeats on {request.heartbeat_topic}')
         return response
 
@@ -287,8 +301,9 @@ class SessionManager(Node):
         resume_id = request.resume_session_id
         window_s = self._table.window_for(
             client, duration_to_seconds(request.requested_window), resume_id)
+        resume_handle = self._table.handle_of(resume_id, 'resume') if resume_id else ''
         known = self._heartbeat_topics.get(topic)
-        if known is not None and known.session_id != resume_id:
+        if known is not None and known.handle != resume_handle:
             raise SessionError(f'heartbeat topic {topic} belongs to another session')
         if request.client_node and not await self._discovered(request.client_node):
             raise SessionError(
@@ -303,6 +318,9 @@ class SessionManager(Node):
         except ValueError as error:
             raise SessionError(str(error)) from error
         try:
+            if self.count_publishers(topic) > 1:   # a valid name: watch() checked it
+                raise SessionError(f'heartbeat topic {topic} has more than one writer; it must '
+                                   'have only the one of the client starting the session')
             # Checked again: the session may have expired while discovery was awaited.
             session = self._table.start(
                 client, duration_to_seconds(request.requested_window), resume_id,
@@ -322,7 +340,8 @@ class SessionManager(Node):
         except SessionError as error:
             response.success, response.message = False, str(error)
             return response
-        self._detach_heartbeat_topic(request.session_id)
+        handle = stopped.session.handle
+        self._detach_heartbeat_topic(handle)
         failed: List[str] = []
         if self._automatic_stop:
             stopping = self._stopped_with.expand(stopped.owned)
@@ -331,7 +350,7 @@ class SessionManager(Node):
         self._publish_event(stopped.session, SessionEvent.ENDED, stopped.reason, stopped.owned)
         response.success = not failed
         response.message = 'ended' if not failed else f'ended; could not stop {failed}'
-        self.get_logger().info(f'session {request.session_id} ended, stopped '
+        self.get_logger().info(f'session {handle} ended, stopped '
                                f'{list(response.stopped_resources)}')
         return response
 
@@ -339,7 +358,7 @@ class SessionManager(Node):
             self, request: StopSessionResources.Request,
             response: StopSessionResources.Response) -> StopSessionResources.Response:
         try:
-            names = self._stopped_with.expand(self._table.resources_to_stop(request.session_id))
+            names = self._stopped_with.expand(self._table.resources_to_stop(request.handle))
         except SessionError as error:
             response.success, response.message = False, str(error)
             return response
@@ -348,7 +367,7 @@ class SessionManager(Node):
         response.success = not failed
         response.message = 'stopped' if not failed else f'could not stop {failed}'
         self.get_logger().info(
-            f'stopped {list(response.stopped_resources)} of session {request.session_id} '
+            f'stopped {list(response.stopped_resources)} of session {request.handle} '
             'on request')
         return response
 
@@ -366,7 +385,7 @@ class SessionManager(Node):
                 down = await self._not_active([name for name in owned if name in self._links])
                 failed = await self._stop_and_wait([name for name in owned if name not in down])
             for stopped in closed:
-                self._detach_heartbeat_topic(stopped.session.session_id)
+                self._detach_heartbeat_topic(stopped.session.handle)
                 self._publish_event(stopped.session, SessionEvent.CLOSED_BY_ROBOT,
                                     stopped.reason, stopped.owned)
         finally:
@@ -382,11 +401,11 @@ class SessionManager(Node):
     def _on_list(self, request: ListSessions.Request,
                  response: ListSessions.Response) -> ListSessions.Response:
         response.sessions = [
-            SessionInfo(session_id=s.session_id, client=s.client,
+            SessionInfo(handle=s.handle, client=s.client,
                         window=seconds_to_duration(s.window_s),
                         last_heartbeat=monotonic_to_ros_time(s.last_heartbeat),
                         owned_resources=sorted(s.owned),
-                        heartbeat_topic=self._topic_of.get(s.session_id, ''),
+                        heartbeat_topic=self._topic_of.get(s.handle, ''),
                         local=not s.remote)
             for s in self._table.live()]
         return response
@@ -401,21 +420,21 @@ class SessionManager(Node):
 
     def _attach_heartbeat_topic(self, session: Session, topic: str) -> None:
         """Make `topic` the session's heartbeat topic, replacing an earlier one (resume)."""
-        if self._topic_of.get(session.session_id, topic) != topic:
-            self._detach_heartbeat_topic(session.session_id)
+        if self._topic_of.get(session.handle, topic) != topic:
+            self._detach_heartbeat_topic(session.handle)
             # The old writer held the session alive; the new one must, within a window, or
             # the session expires: a writer whose liveliness is never reported (seen in tests)
             # must not leave the session held for ever.
-            self._table.hold(session.session_id, False)
-        self._topic_of[session.session_id] = topic
-        state = self._heartbeat_topics.setdefault(topic, _HeartbeatTopic(session.session_id))
+            self._table.hold(session.handle, False)
+        self._topic_of[session.handle] = topic
+        state = self._heartbeat_topics.setdefault(topic, _HeartbeatTopic(session.handle))
         if state.alive:
-            self._table.hold(session.session_id, True)
+            self._table.hold(session.handle, True)
 
-    def _detach_heartbeat_topic(self, session_id: str) -> None:
-        topic = self._topic_of.pop(session_id, '')
+    def _detach_heartbeat_topic(self, handle: str) -> None:
+        topic = self._topic_of.pop(handle, '')
         state = self._heartbeat_topics.get(topic)
-        if state is not None and state.session_id == session_id:
+        if state is not None and state.handle == handle:
             self._watch.unwatch(topic)
             del self._heartbeat_topics[topic]
 
@@ -429,19 +448,32 @@ class SessionManager(Node):
             state.alive = alive
             try:
                 if alive:
-                    self._table.hold(state.session_id, True)
+                    self._table.hold(state.handle, True)
                 else:
-                    expired.append(self._table.expire(state.session_id))
+                    expired.append(self._table.expire(state.handle))
             except SessionError:
                 # Held: past its deadline already, the expiry timer is about to take it.
                 # Expired: over already (an earlier change of this batch, or the timer).
                 continue
         self._finish(expired, SessionEvent.EXPIRED)
 
+    def _on_crowded(self, topic: str) -> None:
+        """Close the session whose heartbeat topic has a second writer (module docstring)."""
+        state = self._heartbeat_topics.get(topic)
+        if state is None:
+            return
+        try:
+            closed = self._table.close(
+                state.handle, f'a second writer appeared on its heartbeat topic {topic}: its '
+                "liveliness can no longer be told from the client's")
+        except SessionError:
+            return  # over already
+        self._finish([closed], SessionEvent.CLOSED_BY_ROBOT)
+
     def _on_incompatible(self, topic: str, policy: str) -> None:
         state = self._heartbeat_topics.get(topic)
         if state is not None:
-            self._reject(state.session_id, 'heartbeat',
+            self._reject(state.handle, 'heartbeat',
                          f'the heartbeat writer on {topic} cannot match: incompatible QoS '
                          f'{policy} (reliable, liveliness MANUAL_BY_TOPIC, lease <= window)')
 
@@ -452,7 +484,7 @@ class SessionManager(Node):
             return
         try:
             closed = self._table.close(
-                state.session_id, f'its heartbeat topic {topic} cannot be watched: {error}')
+                state.handle, f'its heartbeat topic {topic} cannot be watched: {error}')
         except SessionError:
             return  # over already
         self._finish([closed], SessionEvent.CLOSED_BY_ROBOT)
@@ -465,27 +497,33 @@ class SessionManager(Node):
     # --- topics --------------------------------------------------------------------------------
 
     def _on_command(self, message: SessionCommand) -> None:
+        handle = message.handle
+        try:
+            self._table.authenticate(handle, message.resource, message.value, message.sequence,
+                                     bytes(message.tag))
+        except NotAuthenticated as error:
+            self._reject('', 'command', str(error))   # not proven to be the session's
+            return
         if self._exiting:
-            self._reject(message.session_id, 'command', 'the robot is shutting down')
+            self._reject(handle, 'command', 'the robot is shutting down')
             return
         link = self._links.get(message.resource)
         if link is None and message.resource not in self._external:
-            self._reject(message.session_id, 'command',
+            self._reject(handle, 'command',
                          f'unknown actuator {message.resource!r}; managed: {sorted(self._links)}'
                          f', external: {self._external.names}')
             return
         if not math.isfinite(message.value):
-            self._reject(message.session_id, 'command',
-                         f'value must be finite, got {message.value}')
+            self._reject(handle, 'command', f'value must be finite, got {message.value}')
             return
         try:
-            previous = self._table.claim(message.session_id, message.resource)
+            previous = self._table.claim(handle, message.resource)
         except SessionError as error:
-            self._reject(message.session_id, 'command', str(error))
+            self._reject(handle, 'command', str(error))
             return
         if previous is not None:
             self.get_logger().info(
-                f'{message.resource} taken over by session {message.session_id} from {previous}')
+                f'{message.resource} taken over by session {handle} from {previous}')
         if link is None:
             return  # an external resource: claimed, nothing to relay
         if link.stopped_by_manager:
@@ -515,19 +553,29 @@ class SessionManager(Node):
     # --- expiry, connectivity, shutdown --------------------------------------------------------
 
     def _check_writers_present(self) -> None:
-        """Let the window run for held sessions whose writer left the graph (writer_presence)."""
+        """
+        Let the window run for held sessions whose writer left the graph (writer_presence).
+
+        Also close every session whose heartbeat topic has more than one writer in the graph
+        (module docstring), alive or not.
+        """
+        self._writer_counts = {topic: self.count_publishers(topic)
+                               for topic in self._heartbeat_topics}
+        for topic, count in self._writer_counts.items():
+            if count > 1:
+                self._on_crowded(topic)
         held = {topic: state for topic, state in self._heartbeat_topics.items() if state.alive}
         released = False
         for topic in self._presence.gone(held):
             state = held[topic]
             state.alive = False
             try:
-                self._table.hold(state.session_id, False)
+                self._table.hold(state.handle, False)
             except SessionError:
                 continue   # over already
             released = True
             self.get_logger().error(
-                f'session {state.session_id}: its heartbeat writer left the ROS graph and DDS '
+                f'session {state.handle}: its heartbeat writer left the ROS graph and DDS '
                 'reported no liveliness loss; it expires one window from now unless the '
                 'writer is seen alive again')
         if released:
@@ -586,14 +634,14 @@ class SessionManager(Node):
         for stopped in over:
             self._publish_event(stopped.session, state, stopped.reason, stopped.owned)
         for stopped in over:
-            self._detach_heartbeat_topic(stopped.session.session_id)
+            self._detach_heartbeat_topic(stopped.session.handle)
         if over:
             # One line for all: on a loaded robot each log call can take milliseconds.
             action = 'stopping' if self._automatic_stop else 'automatic stop is off, not stopping'
             claimed = set(owned)
             along = [name for name in stopping if name not in claimed]
             self.get_logger().warning(f'{len(over)} session(s) {STATE_NAMES[state]}: ' + '; '.join(
-                f'{stopped.session.session_id} of {stopped.session.client} ({stopped.reason}), '
+                f'{stopped.session.handle} of {stopped.session.client} ({stopped.reason}), '
                 f'{action} {stopped.owned}' for stopped in over)
                 + (f'; stopped with them (stop_with): {along}' if along else ''))
 
@@ -824,15 +872,15 @@ class SessionManager(Node):
                             status=statuses))
 
     def _publish_event(self, session: Session, state: int, reason: str, owned: List[str]) -> None:
-        event = SessionEvent(session_id=session.session_id, client=session.client, state=state,
+        event = SessionEvent(handle=session.handle, client=session.client, state=state,
                              reason=reason, owned_resources=owned)
         event.last_heartbeat = monotonic_to_ros_time(session.last_heartbeat)
         event.stamp = self.get_clock().now().to_msg()
         self._events.publish(event)
 
-    def _reject(self, session_id: str, subject: str, reason: str) -> None:
+    def _reject(self, handle: str, subject: str, reason: str) -> None:
         self.get_logger().warning(f'{subject} rejected: {reason}', throttle_duration_sec=1.0)
-        rejection = Rejection(session_id=session_id, subject=subject, reason=reason)
+        rejection = Rejection(handle=handle, subject=subject, reason=reason)
         rejection.stamp = self.get_clock().now().to_msg()
         self._rejections.publish(rejection)
 

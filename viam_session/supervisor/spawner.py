@@ -16,6 +16,7 @@ import sys
 import tempfile
 from typing import Dict, List, Mapping, Optional
 
+from viam_session.driver_parameters import with_command_source
 from viam_session.drivers import DRIVER_MODULES
 from viam_session.supervisor.tree import ManagedNode
 import yaml
@@ -34,17 +35,19 @@ def _die_with_parent() -> None:
 
 
 def driver_command(node: ManagedNode, *, liveliness_lease_s: float,
-                   parameter_dir: Path) -> List[str]:
+                   parameter_dir: Path, command_source: str = '') -> List[str]:
     """
     Return the command line of `node`'s driver process, with its name and namespace.
 
-    Its parameters (the description's plus `liveliness_lease_s`) go to a parameter file of its
-    own in `parameter_dir`. ValueError if the driver type has no executable.
+    Its parameters (the description's plus `liveliness_lease_s`, and `command_source` for
+    actuators the description leaves it unset for) go to a parameter file of its own in
+    `parameter_dir`. ValueError if the driver type has no executable.
     """
     if node.driver not in DRIVER_MODULES:
         raise ValueError(f'{node.fully_qualified_name}: driver {node.driver!r} has no '
                          'executable; start it yourself')
-    parameters = dict(node.parameters, liveliness_lease_s=float(liveliness_lease_s))
+    parameters = dict(with_command_source(node.driver, node.parameters, command_source),
+                      liveliness_lease_s=float(liveliness_lease_s))
     path = parameter_dir / (node.fully_qualified_name.strip('/').replace('/', '__') + '.yaml')
     path.write_text(yaml.safe_dump({'/**': {'ros__parameters': parameters}}), encoding='utf-8')
     # -P: the supervisor's working directory is not put on sys.path, so a source checkout
@@ -57,7 +60,10 @@ def driver_command(node: ManagedNode, *, liveliness_lease_s: float,
 class DriverSpawner:
     """Driver processes started for managed nodes, by fully qualified name."""
 
-    def __init__(self, *, env: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(self, *, env: Optional[Mapping[str, str]] = None,
+                 command_source: str = '') -> None:
+        """`command_source`: the session manager, the only node whose commands actuators obey."""
+        self._command_source = command_source
         self._env = dict(os.environ if env is None else env)
         self._env['PYTHONUNBUFFERED'] = '1'
         self._dir = Path(tempfile.mkdtemp(prefix='viam_session_supervisor_'))
@@ -70,7 +76,7 @@ class DriverSpawner:
     def spawn(self, node: ManagedNode, *, liveliness_lease_s: float) -> subprocess.Popen:
         """Start `node`'s driver (ValueError if its driver has no executable); return it."""
         command = driver_command(node, liveliness_lease_s=liveliness_lease_s,
-                                 parameter_dir=self._dir)
+                                 parameter_dir=self._dir, command_source=self._command_source)
         process = subprocess.Popen(command, env=self._env, preexec_fn=_die_with_parent)
         self.processes[node.fully_qualified_name] = process
         return process

@@ -182,7 +182,7 @@ class LifecycleSupervisor(Node):
                             callback_group=self._group)
         self.create_timer(1.0, self._publish_diagnostics)
 
-        self._spawner = DriverSpawner()
+        self._spawner = DriverSpawner(command_source=self._session_manager)
         self._exits: Deque[Tuple[str, int]] = deque()
         self._exits_posted = self.create_guard_condition(self._on_process_exits,
                                                          callback_group=self._group)

@@ -10,7 +10,7 @@ CLIENT_NS through `ip netns exec`, so their heartbeats cross the link between th
 It prints `robot_ready` (manager and supervisor pids, chip directory) once everything runs,
 then reads commands on stdin, one per line, and prints JSON lines with CLOCK_MONOTONIC times:
 
-    sessions N M WINDOW_S  ->  ready {fleet_pid, session_ids}: N fresh sessions (the fleet is
+    sessions N M WINDOW_S  ->  ready {fleet_pid, handles}: N fresh sessions (the fleet is
                                restarted if it died), actuator j < M driven by session j mod N
                                and seen running on the chip, and every session's writer seen
                                alive by the manager (`list_sessions`: its last heartbeat is
@@ -226,7 +226,7 @@ class FleetRobot:
         self._last_stop_ns = [0] * motors
         self._running_ns = [0] * motors
         self._driven = 0
-        self._session_ids: List[str] = []
+        self._handles: List[str] = []
         description = _supervisor_description(workdir / 'robot.yaml', specs,
                                               self.robot.chip_dir)
         with open(workdir / 'supervisor.log', 'w', encoding='utf-8') as log:
@@ -247,19 +247,19 @@ class FleetRobot:
                                            self._workdir / 'fleet.log')
             attempt_ns = time.monotonic_ns()
             started = self._fleet.ask(f'start {count} {window_s!r} {actuators}', 'started')
-            self._session_ids = started['session_ids'] or self._fleet_ids(attempt_ns)
+            self._handles = started['handles'] or self._fleet_handles(attempt_ns)
             self._driven = actuators
             if 'error' not in started and self._all_alive() and self._wait_running(actuators):
-                emit('ready', fleet_pid=self._fleet.process.pid, session_ids=self._session_ids)
+                emit('ready', fleet_pid=self._fleet.process.pid, handles=self._handles)
                 return
             # A session ended before the set was ready: its writer was not matched within a
             # window of its start (after a link flap, discovery can take longer than 100 ms),
             # or it expired falsely on a loaded machine. Let every session of this attempt end
             # and its motors stop, then start afresh.
             self._fleet.ask(f'start 0 {window_s!r} 0', 'started')
-            for session_id in self._session_ids:
+            for handle in self._handles:
                 self.robot.events.wait_for(
-                    lambda item, session_id=session_id: item.message.session_id == session_id
+                    lambda item, handle=handle: item.message.handle == handle
                     and item.message.state != SessionEvent.STARTED, TIMEOUT_S, 'session end')
             for j in range(actuators):
                 self._chip.wait_current(self._pwm_line(j), 0.0)
@@ -290,13 +290,13 @@ class FleetRobot:
         return not self._ended()
 
     def _ended(self) -> bool:
-        ids = set(self._session_ids)
-        return any(item.message.session_id in ids and item.message.state != SessionEvent.STARTED
+        ids = set(self._handles)
+        return any(item.message.handle in ids and item.message.state != SessionEvent.STARTED
                    for item in self.robot.events.snapshot())
 
-    def _fleet_ids(self, attempt_ns: int) -> List[str]:
-        """Return the ids of the sessions the fleet started after `attempt_ns` (a failed start)."""
-        return [event.message.session_id for event in self.robot.events.snapshot()
+    def _fleet_handles(self, attempt_ns: int) -> List[str]:
+        """Return the handles of the sessions the fleet started after `attempt_ns`."""
+        return [event.message.handle for event in self.robot.events.snapshot()
                 if event.message.state == SessionEvent.STARTED
                 and event.message.client.startswith('fleet_') and event.t_ns > attempt_ns]
 
@@ -306,17 +306,17 @@ class FleetRobot:
     def _all_alive(self) -> bool:
         """Wait until the manager saw every session's writer alive (True) or one ended."""
         started = {}
-        for session_id in self._session_ids:
-            event = self.robot.wait_for_event(session_id, SessionEvent.STARTED,
+        for handle in self._handles:
+            event = self.robot.wait_for_event(handle, SessionEvent.STARTED,
                                               timeout_s=TIMEOUT_S)
-            started[session_id] = _stamp(event.message.last_heartbeat)
+            started[handle] = _stamp(event.message.last_heartbeat)
         deadline = time.monotonic() + TIMEOUT_S
         while True:
-            listed = {info.session_id: _stamp(info.last_heartbeat) for info in self.robot.call(
+            listed = {info.handle: _stamp(info.last_heartbeat) for info in self.robot.call(
                 '/session_manager/list_sessions', ListSessions.Request()).sessions}
-            if any(session_id not in listed for session_id in started):
+            if any(handle not in listed for handle in started):
                 return False
-            if all(listed[session_id] > stamp for session_id, stamp in started.items()):
+            if all(listed[handle] > stamp for handle, stamp in started.items()):
                 return True
             if time.monotonic() > deadline:
                 raise TimeoutError(f'sessions not alive within {TIMEOUT_S} s')
@@ -341,10 +341,10 @@ class FleetRobot:
         expired: on a loaded machine the manager's keep-alive can come late, and the driver's
         own watchdog then stops the motor for a moment before the next command.
         """
-        owners = {owner_of(j, len(self._session_ids)) for j in range(self._driven)}
+        owners = {owner_of(j, len(self._handles)) for j in range(self._driven)}
         expired = {}
         for index in sorted(owners):
-            event = self.robot.wait_for_event(self._session_ids[index], SessionEvent.EXPIRED,
+            event = self.robot.wait_for_event(self._handles[index], SessionEvent.EXPIRED,
                                               timeout_s=TIMEOUT_S)
             expired[index] = event.t_ns
         stops = []

@@ -46,14 +46,14 @@ def start_client(robot: SimRobot, client_ns: str, after_ns: int) -> Tuple[Client
     """
     client = robot.start_client(resource='/motor', value=0.5, name='remote',
                                 prefix=['ip', 'netns', 'exec', client_ns])
-    session_id = client.wait_for('started', TIMEOUT_S)['session_id']
+    handle = client.wait_for('started', TIMEOUT_S)['handle']
     running = robot.wait_for_duty('motor', lambda duty: duty > 0.0, after_ns=after_ns,
                                   timeout_s=TIMEOUT_S)
     client.wait_for('heartbeat', TIMEOUT_S)
     # The session's STARTED event, seen late on a loaded machine, would look like news later.
-    robot.wait_for_event(session_id, SessionEvent.STARTED, timeout_s=TIMEOUT_S)
-    emit('ready', session_id=session_id, client_pid=client.process.pid)
-    return client, session_id, running
+    robot.wait_for_event(handle, SessionEvent.STARTED, timeout_s=TIMEOUT_S)
+    emit('ready', handle=handle, client_pid=client.process.pid)
+    return client, handle, running
 
 
 def main() -> None:
@@ -61,17 +61,17 @@ def main() -> None:
     client_ns, window_s = sys.argv[1], float(sys.argv[2])
     with tempfile.TemporaryDirectory() as workdir, SimRobot(
             workdir=Path(workdir), default_window_s=window_s) as robot:
-        client, session_id, running = start_client(robot, client_ns, 0)
+        client, handle, running = start_client(robot, client_ns, 0)
         last_stop_ns = running.t_ns
         for line in sys.stdin:
             command, *arguments = line.split()
             argument = arguments[0] if arguments else ''
             if command == 'new':
                 client.close()
-                client, session_id, running = start_client(robot, client_ns, last_stop_ns)
+                client, handle, running = start_client(robot, client_ns, last_stop_ns)
             elif command == 'fault':
                 fault_ns = int(argument)
-                expired = robot.wait_for_event(session_id, SessionEvent.EXPIRED,
+                expired = robot.wait_for_event(handle, SessionEvent.EXPIRED,
                                                timeout_s=TIMEOUT_S)
                 stopped = robot.wait_for_duty('motor', lambda duty: duty == 0.0,
                                               after_ns=running.t_ns, timeout_s=TIMEOUT_S)
@@ -84,7 +84,7 @@ def main() -> None:
                 began = time.monotonic_ns()
                 try:
                     event = robot.events.wait_for(
-                        lambda item: item.message.session_id == session_id
+                        lambda item: item.message.handle == handle
                         and item.t_ns > began, float(argument), 'a session event')
                     events = [int(event.message.state)]
                 except TimeoutError:

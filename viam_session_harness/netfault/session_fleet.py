@@ -11,7 +11,7 @@ hundred DDS participants; this is what they send, at the cost of one.
 It reads commands on stdin, one per line, and prints one JSON line for each (with a
 CLOCK_MONOTONIC `t_ns`, shared by every namespace of the machine):
 
-    start N WINDOW_S M  ->  started {session_ids}   (old writers destroyed; N new sessions, or
+    start N WINDOW_S M  ->  started {handles}        (old writers destroyed; N new sessions, or
                                                      none and an `error` if one is refused or
                                                      not answered in time;
                                                      actuator j, /motor<j> for j < M, commanded
@@ -46,6 +46,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from viam_session.client.session_client import assertion_period_s
 from viam_session.service_call import call_service
+from viam_session.sessions.command_auth import CommandSigner
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.time_convert import seconds_to_duration
 from viam_session_interfaces.msg import Heartbeat, SessionCommand
@@ -89,7 +90,7 @@ class SessionFleet:
         self._current = -1
         self._period_ns = 0
         self._holding = False
-        self._ids: List[str] = []
+        self._signers: List[CommandSigner] = []
         self._actuators = 0
         self._wake = threading.Event()
         threading.Thread(target=self._assert_loop, daemon=True).start()
@@ -123,7 +124,7 @@ class SessionFleet:
                 heapq.heappush(self._heap, (base + period_ns * index // sessions, self._current,
                                             index))
         self._wake.set()
-        ids = []
+        handles, signers = [], []
         for index, topic in enumerate(topics):
             request = StartSession.Request(
                 client=f'fleet_{index}', client_node=self._node.get_fully_qualified_name(),
@@ -132,17 +133,21 @@ class SessionFleet:
             response = call_service(self._start, request, max(deadline - time.monotonic(), 0.1))
             if not response.success:
                 raise RuntimeError(f'session {index} refused: {response.message}')
-            ids.append(response.session_id)
-        self._ids, self._actuators = ids, actuators
+            handles.append(response.handle)
+            signers.append(CommandSigner(response.session_id, response.handle,
+                                         response.command_sequence))
+        self._signers, self._actuators = signers, actuators
         self.command()
-        return ids
+        return handles
 
     def command(self) -> None:
         """Command actuator j of the current set at POWER from session j mod N."""
         for actuator in range(self._actuators):
+            signer = self._signers[owner_of(actuator, len(self._signers))]
+            sequence, tag = signer.sign(actuator_name(actuator), POWER)
             self._commands.publish(SessionCommand(
-                session_id=self._ids[owner_of(actuator, len(self._ids))],
-                resource=actuator_name(actuator), value=POWER))
+                handle=signer.handle, resource=actuator_name(actuator), value=POWER,
+                sequence=sequence, tag=tag))
 
     def hold(self) -> List[int]:
         """Stop asserting; return when each writer's last assertion returned (monotonic ns)."""
@@ -204,9 +209,9 @@ def main() -> None:
             try:
                 ids = fleet.start(int(words[1]), float(words[2]), int(words[3]))
             except (RuntimeError, TimeoutError) as error:
-                _emit('started', session_ids=[], error=str(error))
+                _emit('started', handles=[], error=str(error))
             else:
-                _emit('started', session_ids=ids)
+                _emit('started', handles=ids)
         elif words == ['command']:
             fleet.command()
             _emit('commanded')

@@ -212,7 +212,7 @@ def test_command_without_the_sessions_id_is_refused(robot):
     robot.send_command(session_id, '/not_an_actuator', 1.0)
     rejection = robot.rejections.wait_for(
         lambda s: 'not_an_actuator' in s.message.reason, 30, 'command rejection')
-    assert 'unknown actuator' in rejection.message.reason
+    assert "unknown resource '/not_an_actuator'" in rejection.message.reason
     listed = robot.call('/session_manager/list_sessions', ListSessions.Request())
     assert [(s.session_id, list(s.owned_resources)) for s in listed.sessions] == [
         (session_id, ['/motor'])]

@@ -265,7 +265,7 @@ def test_unknown_and_non_finite_claims_are_rejected(robot):
     client.command('/no_such_thing', 1.0)
     nan = robot.rejections.wait_for(lambda r: 'finite' in r.reason)
     unknown = robot.rejections.wait_for(lambda r: 'no_such_thing' in r.reason)
-    assert "unknown actuator '/no_such_thing'" in unknown.item.reason
+    assert "unknown resource '/no_such_thing'" in unknown.item.reason
     assert '/conveyor' in unknown.item.reason      # the list of what can be claimed
     assert nan.item.session_id == client.session_id
     assert robot.owned(client.session_id) == []

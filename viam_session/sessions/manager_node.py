@@ -66,6 +66,7 @@ from viam_session.node_runner import run_node
 from viam_session.parameters import (
     declare_bool, declare_float, declare_int, declare_string, declare_string_array)
 from viam_session.sessions.actuator_links import ActuatorLink
+from viam_session.sessions.actuator_ranges import ActuatorRanges
 from viam_session.sessions.connectivity import ConnectivityWatch
 from viam_session.sessions.connectivity_config import declare_connectivity_watch
 from viam_session.sessions.described_resources import described_resources, DescribedResources
@@ -141,7 +142,8 @@ class SessionManager(Node):
             '~/stop_session_resources.')
         self._discovery_timeout_s = declare_float(
             self, 'discovery_timeout_s', 5.0,
-            "How long a start request waits to discover the client's command publisher.",
+            "How long a start request waits to discover the client's command publisher, and a "
+            "command waits for its actuator's driver to tell its command range.",
             low=0.1, high=60.0)
         self._stop_timeout_s = declare_float(
             self, 'stop_timeout_s', 1.0, 'How long to wait for an actuator to confirm a stop.',
@@ -190,6 +192,8 @@ class SessionManager(Node):
                                lease_s=KEEPALIVE_LEASE_PERIODS * self._keepalive_period_s,
                                boolean=command_type == 'bool')
             for name, command_type in command_types.items()}
+        self._ranges = ActuatorRanges(self, described.ranges, command_types, self._waiting,
+                                      timeout_s=self._discovery_timeout_s)
         self._external = ExternalResources(self, described.external, self._waiting)
         self._stopped_with = described.stopped_with
         clashes = sorted(set(self._links) & set(self._external.names))
@@ -235,6 +239,8 @@ class SessionManager(Node):
         self._presence = WriterPresence(self.count_publishers)
         self.create_timer(PRESENCE_CHECK_PERIOD_S, self._check_writers_present,
                           clock=self._steady_clock)
+        # From the executor: the drivers' ranges are asked in tasks of its own.
+        self._ask_ranges = self.create_timer(0.0, self._ask_actuator_ranges)
         if self._connectivity is not None:
             # Started from the executor, so that its first report has an executor to go to.
             self._start_connectivity = self.create_timer(0.0, self._start_connectivity_watch)
@@ -328,6 +334,7 @@ class SessionManager(Node):
             stopping = self._stopped_with.expand(stopped.owned)
             failed = await self._stop_and_wait(stopping)
             response.stopped_resources = [name for name in stopping if name not in failed]
+            response.not_stopped = failed
         self._publish_event(stopped.session, SessionEvent.ENDED, stopped.reason, stopped.owned)
         response.success = not failed
         response.message = 'ended' if not failed else f'ended; could not stop {failed}'
@@ -465,27 +472,70 @@ class SessionManager(Node):
     # --- topics --------------------------------------------------------------------------------
 
     def _on_command(self, message: SessionCommand) -> None:
+        """
+        Check a command, then make its session the owner and relay it; refuse it otherwise.
+
+        Everything that can refuse it is checked before the owner changes: the resource is
+        known, the value is finite and within what the actuator accepts (its range may have to
+        be asked of the driver first, see actuator_ranges), an external lifecycle node is active.
+        """
+        name = message.resource
         if self._exiting:
-            self._reject(message.session_id, 'command', 'the robot is shutting down')
+            self._reject_command(message, 'the robot is shutting down')
             return
-        link = self._links.get(message.resource)
-        if link is None and message.resource not in self._external:
-            self._reject(message.session_id, 'command',
-                         f'unknown actuator {message.resource!r}; managed: {sorted(self._links)}'
-                         f', external: {self._external.names}')
+        if name not in self._links and name not in self._external:
+            self._reject_command(
+                message, f'unknown resource {name!r}: not an actuator '
+                f'({", ".join(sorted(self._links)) or "none"}) nor an external resource '
+                f'({", ".join(self._external.names) or "none"})')
             return
         if not math.isfinite(message.value):
-            self._reject(message.session_id, 'command',
-                         f'value must be finite, got {message.value}')
+            self._reject_command(message, f'{name}: value must be finite, got {message.value}')
             return
+        if name in self._external:
+            if self._table.owner_of(name) == message.session_id:
+                self._claim_and_relay(message)     # owned already: nothing changes
+            else:
+                self._post(self._claim_external, message)
+            return
+        self._ranges.when_known(name, lambda unknown: self._on_range_known(message, unknown))
+
+    def _on_range_known(self, message: SessionCommand, unknown: str) -> None:
+        name = message.resource
+        if self._exiting:
+            self._reject_command(message, 'the robot is shutting down')
+            return
+        if unknown:
+            self._reject_command(message, f'{name}: command range unknown, so nothing is '
+                                 f'relayed to it: {unknown}')
+            return
+        problem = self._ranges.get(name).problem(message.value)
+        if problem:
+            self._reject_command(message, f'{name} refuses {message.value!r}: {problem}')
+            return
+        self._claim_and_relay(message)
+
+    async def _claim_external(self, message: SessionCommand) -> None:
+        """Claim an external resource, unless it cannot act (a lifecycle node not active)."""
+        problem = await self._external.cannot_act(message.resource)
+        if self._exiting:
+            self._reject_command(message, 'the robot is shutting down')
+        elif problem:
+            self._reject_command(message, f'{message.resource} cannot be claimed: {problem}')
+        else:
+            self._claim_and_relay(message)
+
+    def _claim_and_relay(self, message: SessionCommand) -> None:
+        """Make the session the owner of a checked command's resource; relay it to actuators."""
         try:
             previous = self._table.claim(message.session_id, message.resource)
         except SessionError as error:
-            self._reject(message.session_id, 'command', str(error))
+            self._reject_command(message, str(error))
             return
         if previous is not None:
             self.get_logger().info(
                 f'{message.resource} taken over by session {message.session_id} from {previous}')
+        link = self._links.get(message.resource)
         if link is None:
             return  # an external resource: claimed, nothing to relay
         if link.stopped_by_manager:
@@ -554,6 +604,10 @@ class SessionManager(Node):
         self._expiry_armed_for = None
         self._finish(self._table.expire_due(), SessionEvent.EXPIRED)
         self._arm_expiry_timer()
+
+    def _ask_actuator_ranges(self) -> None:
+        self.destroy_timer(self._ask_ranges)
+        self._ranges.ask_all()
 
     def _start_connectivity_watch(self) -> None:
         self.destroy_timer(self._start_connectivity)
@@ -830,11 +884,17 @@ class SessionManager(Node):
         event.stamp = self.get_clock().now().to_msg()
         self._events.publish(event)
 
-    def _reject(self, session_id: str, subject: str, reason: str) -> None:
+    def _reject(self, session_id: str, subject: str, reason: str, *, resource: str = '',
+                value: float = 0.0) -> None:
         self.get_logger().warning(f'{subject} rejected: {reason}', throttle_duration_sec=1.0)
-        rejection = Rejection(session_id=session_id, subject=subject, reason=reason)
+        rejection = Rejection(session_id=session_id, subject=subject, reason=reason,
+                              resource=resource, value=value)
         rejection.stamp = self.get_clock().now().to_msg()
         self._rejections.publish(rejection)
+
+    def _reject_command(self, message: SessionCommand, reason: str) -> None:
+        self._reject(message.session_id, 'command', reason, resource=message.resource,
+                     value=message.value)
 
 
 def main(args: Optional[List[str]] = None) -> int:

@@ -165,7 +165,7 @@ class LifecycleNodeStop(ResourceStop):
         return True, f'already {label}'
 
     async def cannot_act(self) -> Optional[str]:
-        """An inactive lifecycle node does not move, and stopping it would do nothing."""
+        """Refuse an inactive lifecycle node: it does not move, and stopping it does nothing."""
         label, problem = await self._state_label()
         if label is None:
             return f'its state is unknown ({problem})'

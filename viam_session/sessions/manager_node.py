@@ -96,6 +96,7 @@ DIAGNOSTICS_PERIOD_S = 1.0
 KEEPALIVE_LEASE_PERIODS = 3
 # The timer never waits less than this, so a deadline a hair away does not spin the loop.
 MIN_TIMER_DELAY_S = 0.0001
+NANOSECONDS_PER_SECOND = 1_000_000_000
 # How often held sessions' writers are looked for in the ROS graph (writer_presence).
 PRESENCE_CHECK_PERIOD_S = 1.0
 # How often a manager waiting to exit looks whether the supervisor has closed the sessions.
@@ -290,6 +291,13 @@ class SessionManager(Node):
         if self._connectivity_lost is not None and not request.local:
             raise SessionError(f'the robot has lost connectivity ({self._connectivity_lost}); '
                                'only local sessions may start')
+        requested = request.requested_window
+        if requested.nanosec >= NANOSECONDS_PER_SECOND:
+            # builtin_interfaces/Duration keeps nanosec below one second; taking 2^32-1 as
+            # 4.29 s would grant a window nobody asked for.
+            raise SessionError(
+                f'requested_window is not a normalised Duration: nanosec must be below '
+                f'{NANOSECONDS_PER_SECOND}, got sec {requested.sec}, nanosec {requested.nanosec}')
         resume_id = request.resume_session_id
         window_s = self._table.window_for(
             client, duration_to_seconds(request.requested_window), resume_id)

@@ -16,11 +16,25 @@ import math
 import secrets
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
-__all__ = ['Session', 'SessionError', 'SessionLimits', 'SessionTable', 'StoppedSession']
+__all__ = ['Session', 'SessionError', 'SessionLimits', 'SessionTable', 'StoppedSession',
+           'over_reason']
 
 # How many ended or expired ids the table remembers, to say "expired" rather than "unknown".
 REMEMBERED_ENDED_IDS = 4096
 EXPIRED_REASON = 'expired: no heartbeat for a full window'
+CLOSED = 'closed by robot'
+
+
+def over_reason(refusal: str, session_id: str) -> Optional[str]:
+    """
+    Return why `session_id` is over if `refusal` (a SessionError's message) says it is.
+
+    The table refuses a request of a session that is over with `... session <id> is over,
+    <why>`; `why` starts with what ended it: `expired: ...`, `ended ...`, `closed by robot: ...`.
+    """
+    marker = f'session {session_id} is over, '
+    at = refusal.find(marker)
+    return refusal[at + len(marker):] if at >= 0 else None
 
 
 class SessionError(ValueError):
@@ -179,16 +193,16 @@ class SessionTable:
     def close(self, session_id: str, reason: str) -> StoppedSession:
         """End one live session for a reason of the robot's; raise SessionError."""
         self._find(session_id, 'close', self._clock())
-        return self._remove(session_id, reason)
+        return self._remove(session_id, reason, f'{CLOSED}: {reason}')
 
     def close_remote(self, reason: str) -> List[StoppedSession]:
         """End every remote session at once (the robot lost connectivity)."""
         remote = [sid for sid, session in self._sessions.items() if session.remote]
-        return [self._remove(sid, reason) for sid in remote]
+        return [self._remove(sid, reason, f'{CLOSED}: {reason}') for sid in remote]
 
     def close_all(self, reason: str) -> List[StoppedSession]:
         """End every session at once (the robot shuts down)."""
-        return [self._remove(sid, reason) for sid in list(self._sessions)]
+        return [self._remove(sid, reason, f'{CLOSED}: {reason}') for sid in list(self._sessions)]
 
     def resources_to_stop(self, session_id: str) -> List[str]:
         """
@@ -237,19 +251,21 @@ class SessionTable:
         if session is not None:
             if session.deadline <= now:
                 # Past its deadline but not yet swept: it is expired, nothing revives it.
-                raise SessionError(f'{action} refused: session {session_id} has expired')
+                raise SessionError(
+                    f'{action} refused: session {session_id} is over, {EXPIRED_REASON}')
             return session
         if session_id in self._ended:
             reason, _ = self._ended[session_id]
             raise SessionError(f'{action} refused: session {session_id} is over, {reason}')
         raise SessionError(f'{action} refused: unknown session id {session_id!r}')
 
-    def _remove(self, session_id: str, reason: str) -> StoppedSession:
+    def _remove(self, session_id: str, reason: str, over: str = '') -> StoppedSession:
+        """Remove a live session; `over` is how later refusals say it ended (else `reason`)."""
         session = self._sessions.pop(session_id)
         owned = sorted(session.owned)
         for resource in owned:
             del self._owner_of[resource]
-        self._ended[session_id] = (reason, tuple(owned))
+        self._ended[session_id] = (over or reason, tuple(owned))
         while len(self._ended) > REMEMBERED_ENDED_IDS:
             self._ended.popitem(last=False)
         return StoppedSession(session=session, owned=owned, reason=reason)

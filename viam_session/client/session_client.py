@@ -149,7 +149,7 @@ class SessionClient:
         self._local = local
         self._on_lost = on_lost
         self._on_heartbeat = on_heartbeat
-        self._on_rejection = on_rejection
+        self._rejection_callback = on_rejection
         self._lock = threading.Lock()
         self._refused = threading.Condition(self._lock)
         # Refusals not raised yet, each with its number (refusals counted since the start).
@@ -418,8 +418,8 @@ class SessionClient:
         over = over_reason(rejection.reason, session_id)
         if over is not None:
             self._lose(over)
-        if self._on_rejection is not None:
-            self._on_rejection(refusal)
+        if self._rejection_callback is not None:
+            self._rejection_callback(refusal)
 
     def _on_matched(self, info: QoSPublisherMatchedInfo) -> None:
         if info.current_count == 0 and info.current_count_change < 0 and self._session_id:

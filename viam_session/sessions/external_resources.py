@@ -89,7 +89,7 @@ class ResourceStop:
         """Make one attempt within the resource's timeout; return (stopped, what happened)."""
         raise NotImplementedError
 
-    async def cannot_act(self) -> Optional[str]:
+    async def cannot_act(self, timeout_s: float) -> Optional[str]:
         """Return why a session owning the resource now would own nothing that moves, or None."""
         return None
 
@@ -164,9 +164,9 @@ class LifecycleNodeStop(ResourceStop):
             return False, 'deactivate refused; the node is still active'
         return True, f'already {label}'
 
-    async def cannot_act(self) -> Optional[str]:
+    async def cannot_act(self, timeout_s: float) -> Optional[str]:
         """Refuse an inactive lifecycle node: it does not move, and stopping it does nothing."""
-        label, problem = await self._state_label()
+        label, problem = await self._state_label(timeout_s)
         if label is None:
             return f'its state is unknown ({problem})'
         if label != 'active':
@@ -268,9 +268,9 @@ class ExternalResources:
         return max((self._stops[name].budget_s for name in names if name in self._stops),
                    default=0.0)
 
-    async def cannot_act(self, name: str) -> Optional[str]:
-        """Return why `name` cannot act now (a lifecycle node not active), or None."""
-        return await self._stops[name].cannot_act()
+    async def cannot_act(self, name: str, timeout_s: float) -> Optional[str]:
+        """Return why `name` cannot act now (a lifecycle node not active), or None (bounded)."""
+        return await self._stops[name].cannot_act(timeout_s)
 
     def stop(self, name: str) -> Future:
         """Start stopping `name` (from any thread); return a future of its StopResult."""

@@ -525,7 +525,7 @@ class SessionManager(Node):
 
     async def _claim_external(self, message: SessionCommand) -> None:
         """Claim an external resource, unless it cannot act (a lifecycle node not active)."""
-        problem = await self._external.cannot_act(message.resource)
+        problem = await self._external.cannot_act(message.resource, self._discovery_timeout_s)
         if self._exiting:
             self._reject_command(message, 'the robot is shutting down')
         elif problem:

@@ -229,7 +229,7 @@ def test_unknown_resources_are_named_as_such(robot):
 
 
 def test_a_non_normalised_window_is_refused(robot):
-    """nanosec 2^32-1 is not 4.29 s: the start is refused with the reason."""
+    """A Duration with nanosec 2^32-1 is not 4.29 s: the start is refused with the reason."""
     request = StartSession.Request(client='odd', heartbeat_topic='/odd/heartbeat')
     request.requested_window = Duration(sec=0, nanosec=2**32 - 1)
     response = robot.call('/session_manager/start_session', request)

@@ -7,7 +7,9 @@ Interface (all under the node's name, default /session_manager):
 - one heartbeat topic per session, named by its client in the start request, watched for DDS
   liveliness by a HeartbeatWatch (see heartbeat_watch.py for why);
 - topic `~/command` (SessionCommand): session-tagged commands, relayed to the actuator's own
-  `<actuator>/command` topic after the session is checked and made the actuator's owner;
+  `<actuator>/command` topic after the session and the value are checked (the value against
+  what the actuator accepts, `actuator_ranges`) and the session is made the actuator's owner;
+  a refused command changes no owner and relays nothing;
 - topics `~/events` (SessionEvent, transient-local) and `~/rejections` (Rejection), and a
   status on `/diagnostics` every second (sessions, their age and what they own);
 - topic `~/connected` (std_msgs/Bool, transient-local): whether the robot has connectivity
@@ -18,7 +20,8 @@ Resources come from the `actuators` parameter and, optionally, from a robot desc
 session_gate nodes are actuators too, and its external resources (`resources:` of each part:
 lifecycle nodes, Trigger and SetBool stop services, ros2_control controllers; see
 `external_resources`) can be *claimed*: a SessionCommand to an external resource's fully
-qualified name (any finite value) makes the session its owner and is relayed nowhere.
+qualified name (any finite value) makes the session its owner and is relayed nowhere; a
+`lifecycle_node` resource only while it is active (an inactive one cannot act: refused).
 Ownership is the same for both: the latest commander owns. A resource with `stop_with` in the
 description is stopped whenever the manager stops one of those, claimed or not (a brake
 engaged whenever the base's gate is stopped; `described_resources.StoppedWith`).

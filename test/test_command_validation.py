@@ -255,3 +255,13 @@ def test_an_expired_session_tells_the_client_why_once(robot):
             client.command('/motor', 0.2)
     finally:
         client.close()
+
+
+def test_the_session_client_cli_prints_a_refusal(robot):
+    """`session_client` prints the robot's refusal of its command as a `rejected` line."""
+    client = robot.start_client(resource='/motor', value=-5.0, name='cli')
+    client.wait_for('started')
+    rejected = client.wait_for('rejected')
+    assert rejected['resource'] == '/motor' and rejected['value'] == -5.0
+    assert rejected['reason'] == '/motor refuses -5.0: value must be in [-1, 1], got -5.0'
+    assert robot.duty('motor') == 0.0

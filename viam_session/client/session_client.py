@@ -41,6 +41,7 @@ from rcl_interfaces.srv import GetParameters
 import rclpy
 from rclpy.context import Context
 from rclpy.event_handler import PublisherEventCallbacks, QoSPublisherMatchedInfo
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -429,8 +430,14 @@ class SessionClient:
 
     def _lose_unheard(self) -> None:
         """Report the loss when the robot stopped listening: say whether its manager left."""
+        with self._lock:
+            if self._lost_reason is not None or not self._session_id:
+                return      # told already, or ended
         namespace, _, name = self._manager.rpartition('/')
-        present = (name, namespace or '/') in self._node.get_node_names_and_namespaces()
+        try:
+            present = (name, namespace or '/') in self._node.get_node_names_and_namespaces()
+        except InvalidHandle:
+            return          # this client was closed meanwhile
         self._lose("the robot stopped listening to this session's heartbeats" if present else
                    f'the session manager {self._manager} is gone (it left the ROS graph)')
 

@@ -34,7 +34,7 @@ import math
 import secrets
 import threading
 import time
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Tuple
 import warnings
 
 from rcl_interfaces.srv import GetParameters
@@ -154,7 +154,7 @@ class SessionClient:
         self._lock = threading.Lock()
         self._refused = threading.Condition(self._lock)
         # Refusals not raised yet, each with its number (refusals counted since the start).
-        self._refusals: List[tuple] = []
+        self._refusals: List[Tuple[int, CommandRejected]] = []
         self._refusal_count = 0
         self.end_result: Optional[EndResult] = None
         self._session_id = ''

@@ -504,8 +504,10 @@ class SessionManager(Node):
             self._reject_command(message, f'{name}: value must be finite, got {message.value}')
             return
         if name in self._external:
-            if self._table.owner_of(name) == message.session_id:
-                self._claim_and_relay(message)     # owned already: nothing changes
+            if self._table.owner_of(name) == message.session_id or (
+                    self._table.get(message.session_id) is None):
+                # Owned already (nothing changes), or no such live session (refused at once).
+                self._claim_and_relay(message)
             else:
                 self._post(self._claim_external, message)
             return

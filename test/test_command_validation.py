@@ -265,4 +265,3 @@ def test_the_session_client_cli_prints_a_refusal(robot):
     assert rejected['resource'] == '/motor' and rejected['value'] == -5.0
     assert rejected['reason'] == '/motor refuses -5.0: value must be in [-1, 1], got -5.0'
     assert robot.duty('motor') == 0.0
-

@@ -242,8 +242,8 @@ class SessionClient:
         With `wait_s` > 0, waits up to that long for the robot's refusal of this command and
         raises it; returning means none came in time (the robot does not confirm commands).
         """
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value):
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            # A bool is a number here: True is 1.0 (on), False 0.0, as an output takes them.
             raise ValueError(f'command value must be a finite number, got {value!r}')
         with self._lock:
             if self._lost_reason is not None:

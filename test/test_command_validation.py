@@ -8,6 +8,8 @@ a robot description (the range computed from it), the client library in this pro
 
 import math
 import os
+import subprocess
+import sys
 import threading
 from typing import List
 
@@ -20,7 +22,8 @@ from viam_session.command_ranges import command_range, CommandRange
 from viam_session.driver_parameters import DRIVER_PARAMETERS
 from viam_session.sessions.described_resources import described_resources
 from viam_session.supervisor import parse_robot_description, RobotDescriptionError
-from viam_session_harness.sim_robot import SimRobot
+from viam_session_harness.sim_drivers import DriverObserver, DriverProcess
+from viam_session_harness.sim_robot import local_ros_environment, SimRobot
 from viam_session_interfaces.srv import ListSessions, StartSession
 import yaml
 
@@ -265,3 +268,41 @@ def test_the_session_client_cli_prints_a_refusal(robot):
     assert rejected['resource'] == '/motor' and rejected['value'] == -5.0
     assert rejected['reason'] == '/motor refuses -5.0: value must be in [-1, 1], got -5.0'
     assert robot.duty('motor') == 0.0
+
+
+def test_a_servo_named_by_actuators_refuses_angles_outside_its_limits(tmp_path):
+    """The manager reads the servo driver's own limits; outside them nothing moves."""
+    domain_id = next_domain()
+    env = local_ros_environment(dict(os.environ, ROS_DOMAIN_ID=str(domain_id)))
+    manager_log = tmp_path / 'session_manager.log'
+    with open(manager_log, 'w', encoding='utf-8') as log:
+        manager = subprocess.Popen(
+            [sys.executable, '-m', 'viam_session.sessions.manager_node', '--ros-args',
+             '-p', "actuators:=['/pan']"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    servo = DriverProcess(kind='servo', name='pan', chip_dir=tmp_path / 'chip', env=env,
+                          log_path=tmp_path / 'pan.log',
+                          parameters={'pwm_line': 18, 'min_angle_deg': 30.0,
+                                      'max_angle_deg': 150.0})
+    observer = DriverObserver(domain_id=domain_id, drivers={'pan': 'servo'},
+                              with_commands=False)
+    client = None
+    try:
+        observer.bring_up('pan')
+        client = SessionClient(client_name='camera', domain_id=domain_id)
+        client.start(timeout_s=30.0)
+        for angle in (150.5, 29.0, 1e308):
+            with pytest.raises(CommandRejected) as refused:
+                client.command('/pan', angle, wait_s=30.0)
+            assert refused.value.reason == (
+                f'/pan refuses {angle!r}: value must be in [30, 150], got {angle!r}')
+        client.command('/pan', 90.0, wait_s=0.5)
+        observer.wait_for_joint_state(
+            'pan', lambda state: state.position[0] == pytest.approx(math.radians(90.0)))
+        assert 'angle must be in' not in servo.log()
+    finally:
+        if client is not None:
+            client.close()
+        observer.close()
+        servo.close()
+        manager.terminate()
+        manager.wait(timeout=30)

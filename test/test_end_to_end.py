@@ -213,7 +213,7 @@ def test_commands_not_tagged_by_the_session_are_refused_unattributed(robot):
     *forged, authentic = [s.message for s in robot.rejections.snapshot()]
     assert [(r.subject, r.handle) for r in forged] == [('command', '')] * 2
     assert all('does not match' in r.reason for r in forged)
-    assert 'unknown actuator' in authentic.reason
+    assert "unknown resource '/not_an_actuator'" in authentic.reason
     assert authentic.handle == handle     # proven to be the session's: its client may be told
     listed = robot.call('/session_manager/list_sessions', ListSessions.Request())
     assert [(s.handle, list(s.owned_resources)) for s in listed.sessions] == [

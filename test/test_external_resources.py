@@ -19,6 +19,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import State
 import pytest
 
+from viam_session.client.session_client import CommandRejected, SessionLost
 from viam_session.sessions.described_resources import described_resources
 from viam_session.sessions.external_resources import controller_support_problem
 from viam_session.supervisor import parse_robot_description, RobotDescriptionError
@@ -266,7 +267,7 @@ def test_unknown_and_non_finite_claims_are_rejected(robot):
     client.command('/no_such_thing', 1.0)
     nan = robot.rejections.wait_for(lambda r: 'finite' in r.reason)
     unknown = robot.rejections.wait_for(lambda r: 'no_such_thing' in r.reason)
-    assert "unknown actuator '/no_such_thing'" in unknown.item.reason
+    assert "unknown resource '/no_such_thing'" in unknown.item.reason
     assert '/conveyor' in unknown.item.reason      # the list of what can be claimed
     assert nan.item.handle == client.handle
     assert robot.owned(client.handle) == []
@@ -334,3 +335,46 @@ def _wait_supervised(robot: ExternalRobot, fqn: str, timeout_s: float = 60.0) ->
 
 def _stamp_ns(event: SessionEvent) -> int:
     return event.stamp.sec * 1_000_000_000 + event.stamp.nanosec
+
+
+def test_a_described_motor_refuses_what_its_driver_would(robot):
+    """The range comes from the description: a bad power is refused and takes no ownership."""
+    client = robot.client('careless')
+    with pytest.raises(CommandRejected) as refused:
+        client.command('/arm_motor', 1.0000001, wait_s=30.0)
+    assert refused.value.reason == ('/arm_motor refuses 1.0000001: power must be in [-1, 1], '
+                                    'got 1.0000001')
+    assert robot.owned(client.handle) == []
+    client.command('/arm_motor', 1.0, wait_s=0.5)
+    robot.wait_owned(client.handle, ['/arm_motor'])
+    assert 'power must be in' not in robot.log('arm_motor')
+
+
+def test_an_inactive_lifecycle_node_cannot_be_claimed(robot):
+    """A session must not silently own an arm that cannot move: the claim is refused."""
+    robot.robot_node('conveyor').trigger_deactivate()
+    client = robot.client('hopeful')
+    with pytest.raises(CommandRejected) as refused:
+        client.command('/conveyor', 1.0, wait_s=30.0)
+    assert refused.value.reason == (
+        '/conveyor cannot be claimed: the lifecycle node /conveyor is inactive, not active: '
+        'it cannot act, and a session may own it only while it can (bring it up first)')
+    assert robot.owned(client.handle) == []
+    robot.robot_node('conveyor').trigger_activate()
+    client.claim('/conveyor')
+    robot.wait_owned(client.handle, ['/conveyor'])
+
+
+def test_an_end_that_could_not_stop_everything_reports_it_without_raising(robot):
+    """The session ended: end() returns what stopped, names what did not, and warns."""
+    client = robot.client('partial')
+    client.claim('/stuck')          # its stop service never answers
+    client.claim('/lidar_stop')
+    robot.wait_owned(client.handle, ['/lidar_stop', '/stuck'])
+    with pytest.warns(RuntimeWarning, match=r"could not stop \['/stuck'\]"):
+        result = client.end(timeout_s=30.0)
+    assert result == ['/lidar_stop']
+    assert result.not_stopped == ['/stuck']
+    assert client.end_result is result
+    with pytest.raises(SessionLost):
+        client.command('/lidar_stop', 1.0)

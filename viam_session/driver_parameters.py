@@ -37,6 +37,7 @@ class ParameterSpec:
 
     `low`/`high` bound numbers, `choices` strings; `dynamic_typing` accepts any scalar (the
     node converts it). A `default` of None means the node computes it (e.g. its own name).
+    `read_only` parameters are computed by the node from the others and cannot be set.
     """
 
     name: str
@@ -47,9 +48,12 @@ class ParameterSpec:
     high: Optional[float] = None
     choices: Optional[Tuple[str, ...]] = None
     dynamic_typing: bool = False
+    read_only: bool = False
 
     def checked(self, value: Any) -> Tuple[Any, Optional[str]]:
         """Return (the value as the node will take it, None) or (value, what is wrong)."""
+        if self.read_only:
+            return value, 'is read-only: the node computes it from its other parameters'
         if self.dynamic_typing:
             if isinstance(value, (bool, int, float, str)):
                 return value, None
@@ -100,6 +104,16 @@ def _lease() -> ParameterSpec:
         'supervisor must request a lease at least this long.')
 
 
+def _command_bounds() -> Tuple[ParameterSpec, ParameterSpec]:
+    return (
+        ParameterSpec(name='command_min', default=None, read_only=True,
+                      description='Read-only: the smallest command value the node accepts '
+                      '(viam_session.command_ranges); the session manager refuses others.'),
+        ParameterSpec(name='command_max', default=None, read_only=True,
+                      description='Read-only: the largest command value the node accepts '
+                      '(viam_session.command_ranges); the session manager refuses others.'))
+
+
 # rclpy declares these on every node.
 ROS_NODE = _table(
     ParameterSpec(name='use_sim_time', default=False, kind=bool,
@@ -139,7 +153,8 @@ ACTUATOR = _table(ParameterSpec(
     name='command_timeout_s', default=0.5, low=0.0, high=60.0,
     description='Self-protection: outputs go safe when no valid command arrived for this long '
     'or the command publisher lost liveliness (lease = this); 0 switches it off.'),
-    _command_source())
+    _command_source(),
+    *_command_bounds())
 
 BOARD = _table(
     _optional_line('enable_line', 'Line enabling the board (on while active); -1: none.'),
@@ -215,6 +230,7 @@ SESSION_GATE = _table(
                   'switches it off.'),
     _command_source(),
     _lease(),
+    *_command_bounds(),
 )
 
 

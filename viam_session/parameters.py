@@ -7,10 +7,11 @@ from rcl_interfaces.msg import (
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from viam_session.driver_parameters import ParameterSpec
+from viam_session.command_ranges import command_range, CommandRange
+from viam_session.driver_parameters import DRIVER_PARAMETERS, ParameterSpec
 
-__all__ = ['declare', 'declare_bool', 'declare_float', 'declare_int', 'declare_string',
-           'declare_string_array']
+__all__ = ['declare', 'declare_bool', 'declare_command_range', 'declare_float', 'declare_int',
+           'declare_string', 'declare_string_array']
 
 
 def declare(node: Node, spec: ParameterSpec, *, default: Any = None) -> Any:
@@ -20,6 +21,8 @@ def declare(node: Node, spec: ParameterSpec, *, default: Any = None) -> Any:
     `default` stands in for a spec without one (a default the node computes).
     """
     value = spec.default if spec.default is not None else default
+    if spec.read_only:
+        return _declare_read_only(node, spec, value)
     if spec.dynamic_typing:
         return node.declare_parameter(spec.name, value, ParameterDescriptor(
             description=spec.description, dynamic_typing=True)).value
@@ -32,6 +35,32 @@ def declare(node: Node, spec: ParameterSpec, *, default: Any = None) -> Any:
         return declare_float(node, spec.name, value, spec.description,
                              low=spec.low, high=spec.high)
     return declare_string(node, spec.name, value, spec.description, choices=spec.choices)
+
+
+def declare_command_range(node: Node, driver: str) -> CommandRange:
+    """
+    Declare `command_min` and `command_max` from the node's other parameters; return the range.
+
+    Call it after every other parameter is declared. The session manager reads the two to
+    refuse what the node would refuse (`viam_session.command_ranges`).
+    """
+    values = {name: parameter.value
+              for name, parameter in node.get_parameters_by_prefix('').items()}
+    accepted = command_range(driver, values)
+    specs = DRIVER_PARAMETERS[driver]
+    declare(node, specs['command_min'], default=accepted.low)
+    declare(node, specs['command_max'], default=accepted.high)
+    return accepted
+
+
+def _declare_read_only(node: Node, spec: ParameterSpec, value: Any) -> Any:
+    """Declare a computed parameter; raise ValueError if something tried to set it."""
+    descriptor = ParameterDescriptor(description=spec.description, read_only=True)
+    declared = node.declare_parameter(spec.name, spec.kind(value), descriptor).value
+    if declared != value:
+        raise ValueError(f'parameter {spec.name!r} is read-only: the node computes it '
+                         f'({value!r}), got {declared!r}')
+    return declared
 
 
 def declare_bool(node: Node, name: str, default: bool, description: str) -> bool:

@@ -194,7 +194,7 @@ class ExternalRobot:
                 try:
                     client.close()
                 except SessionError:
-                    pass    # ending could not stop everything: the test said what it expects
+                    pass    # end refused or unanswered: the test said what it expects
         finally:
             self._stop_processes()
             if self._context is not None:

@@ -1,7 +1,7 @@
 """
 `session_client`: open a session, drive one actuator, keep heartbeating until stopped.
 
-Prints one JSON object per line (started, heartbeat, lost, ended) with CLOCK_MONOTONIC
+Prints one JSON object per line (started, heartbeat, rejected, lost, ended) with CLOCK_MONOTONIC
 timestamps, so a demo or a test can tell exactly when the last heartbeat left.
 """
 
@@ -62,7 +62,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         client = SessionClient(
             client_name=args.name, manager=args.manager, window_s=args.window,
             local=args.local, on_lost=on_lost,
-            on_heartbeat=lambda sequence: _print('heartbeat', sequence=sequence))
+            on_heartbeat=lambda sequence: _print('heartbeat', sequence=sequence),
+            on_rejection=lambda refusal: _print('rejected', resource=refusal.resource,
+                                                value=refusal.value, reason=refusal.reason))
     except ValueError as error:
         _print('error', reason=str(error))
         return 2

@@ -9,14 +9,29 @@ Each session has a heartbeat writer of its own (liveliness MANUAL_BY_TOPIC, leas
 on a topic with a random name). A plain thread asserts its liveliness 12.5 times per window
 (`assertion_period_s`), so an application that blocks its own loop, or a busy executor,
 does not starve it; DDS checks the lease on the robot below Python. When the robot reports
-the session expired or closed, or stops listening to its heartbeats, `on_lost(reason)` runs
-once and further commands raise SessionLost. The session is ended cleanly by `end()`,
-`close()`, the context manager, or at interpreter exit.
+the session expired, ended or closed, refuses a command because the session is over, or stops
+listening to its heartbeats, `on_lost(reason)` runs once and further commands raise
+SessionLost. The reason says which: `expired: <the robot's reason>`, `ended ...`, `closed by
+robot: <why>`, `the session manager ... is gone`.
 
 The start reply gives the session's secret id (`session_id`: keep it to this client; it ends
 and resumes the session) and its public handle (`handle`: what the robot's events, listings
 and diagnostics show). Commands name the handle and carry an HMAC tag keyed by the secret and a
 sequence (`sessions.command_auth`), so the shared command topic reveals nothing usable.
+
+Refused commands. The robot answers a command it refuses (unknown resource, a value outside
+what the actuator accepts, a session that is over) on its rejections topic, and answers
+nothing to a command it takes. Each refusal of this session's commands goes to
+`on_rejection(CommandRejected)` as it arrives, and the next `command()` or `claim()` raises it
+(the first since the previous call; that call's own command is then not sent). With
+`wait_s`, `command()` also waits that long for the refusal of its own command and raises it:
+`command('/motor', 1.5, wait_s=0.2)` raises within a round trip. A refusal leaves the robot
+as it was: the owner of the resource and what it does are unchanged.
+
+The session is ended cleanly by `end()`, `close()`, the context manager, or at interpreter
+exit. `end()` returns what the robot stopped (an EndResult, a list); if the session ended but
+something it owned could not be stopped, `not_stopped` names it and a RuntimeWarning says so,
+without raising: the session is over either way.
 """
 
 import atexit
@@ -24,12 +39,14 @@ import math
 import secrets
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, Iterable, List, Optional, Tuple
+import warnings
 
 from rcl_interfaces.srv import GetParameters
 import rclpy
 from rclpy.context import Context
 from rclpy.event_handler import PublisherEventCallbacks, QoSPublisherMatchedInfo
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -39,12 +56,13 @@ from viam_session.service_call import call_service
 from viam_session.sessions.command_auth import CommandSigner
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.sessions.manager_node import EVENTS_QOS
+from viam_session.sessions.table import over_reason
 from viam_session.time_convert import duration_to_seconds, seconds_to_duration
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import EndSession, StartSession
 
-__all__ = ['HEARTBEATS_PER_WINDOW', 'MIN_ASSERTION_PERIOD_S', 'SessionClient', 'SessionError',
-           'SessionLost', 'assertion_period_s']
+__all__ = ['CommandRejected', 'EndResult', 'HEARTBEATS_PER_WINDOW', 'MIN_ASSERTION_PERIOD_S',
+           'SessionClient', 'SessionError', 'SessionLost', 'assertion_period_s']
 
 # How many times per window the client asserts its writer's liveliness (Viam's SDKs: 5). The
 # robot expires a session after a full window without an assertion, so a run of lost
@@ -66,6 +84,9 @@ EARLY_ASSERTION_PERIOD_S = 0.01
 # When the robot stops listening to the heartbeats, its event usually says why within
 # milliseconds; this long the client waits for it before reporting the loss itself.
 UNMATCHED_GRACE_S = 0.5
+# Refusals kept for the next command() call; the oldest are dropped past this (the callback
+# sees every one).
+MAX_PENDING_REFUSALS = 100
 
 
 def assertion_period_s(window_s: float) -> float:
@@ -81,6 +102,31 @@ class SessionLost(SessionError):
     """The session is over (expired, ended, or closed by the robot); commands are refused."""
 
 
+class CommandRejected(SessionError):
+    """The robot refused a command of this session; nothing changed on the robot."""
+
+    def __init__(self, reason: str, *, resource: str, value: float) -> None:
+        super().__init__(f'the robot refused {resource} = {value!r}: {reason}')
+        self.reason = reason
+        self.resource = resource
+        self.value = value
+
+
+class EndResult(list):
+    """
+    The resources an ended session's end stopped (a list, as `end()` always returned).
+
+    `not_stopped` names what the session owned and the robot could not stop (empty when all
+    stopped), `message` is the robot's answer.
+    """
+
+    def __init__(self, stopped: Iterable[str], *, not_stopped: Iterable[str] = (),
+                 message: str = '') -> None:
+        super().__init__(stopped)
+        self.not_stopped = list(not_stopped)
+        self.message = message
+
+
 class SessionClient:
     """One session with a robot's session manager, in a ROS context of its own."""
 
@@ -88,13 +134,16 @@ class SessionClient:
                  window_s: float = 0.0, local: bool = False,
                  on_lost: Optional[Callable[[str], None]] = None,
                  on_heartbeat: Optional[Callable[[int], None]] = None,
+                 on_rejection: Optional[Callable[[CommandRejected], None]] = None,
                  domain_id: Optional[int] = None) -> None:
         """
         Prepare a client; nothing is sent until `start()`.
 
         `window_s` 0 asks for the robot's default window; `local` is for a client running on
         the robot itself, whose session survives a loss of the robot's connectivity.
-        `on_heartbeat(sequence)` runs after each liveliness assertion, in the heartbeat thread.
+        `on_heartbeat(sequence)` runs after each liveliness assertion, in the heartbeat thread;
+        `on_rejection(refusal)` for each refused command of this session, in the client's
+        executor thread (see the module docstring).
         """
         if isinstance(window_s, bool) or not isinstance(window_s, (int, float)) or not (
                 math.isfinite(window_s) and window_s >= 0.0):
@@ -107,7 +156,13 @@ class SessionClient:
         self._local = local
         self._on_lost = on_lost
         self._on_heartbeat = on_heartbeat
+        self._rejection_callback = on_rejection
         self._lock = threading.Lock()
+        self._refused = threading.Condition(self._lock)
+        # Refusals not raised yet, each with its number (refusals counted since the start).
+        self._refusals: List[Tuple[int, CommandRejected]] = []
+        self._refusal_count = 0
+        self.end_result: Optional[EndResult] = None
         self._session_id = ''
         self._handle = ''
         self._signer: Optional[CommandSigner] = None
@@ -196,21 +251,52 @@ class SessionClient:
         atexit.register(self.close)
         return self._session_id
 
-    def command(self, resource: str, value: float) -> None:
-        """Send `value` to the actuator `resource` (its fully qualified node name)."""
-        if not math.isfinite(value):
-            raise ValueError(f'command value must be finite, got {value}')
+    def command(self, resource: str, value: float, *, wait_s: float = 0.0) -> None:
+        """
+        Send `value` to the actuator `resource` (its fully qualified node name).
+
+        Raises SessionLost once the session is over, and CommandRejected for a refusal of an
+        earlier command that arrived since the previous call (this command is then not sent).
+        With `wait_s` > 0, waits up to that long for the robot's refusal of this command and
+        raises it; returning means none came in time (the robot does not confirm commands).
+        """
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            # A bool is a number here: True is 1.0 (on), False 0.0, as an output takes them.
+            raise ValueError(f'command value must be a finite number, got {value!r}')
         with self._lock:
             if self._lost_reason is not None:
                 raise SessionLost(f'session is over: {self._lost_reason}')
             if not self._session_id:
                 raise SessionError('no session: call start() first')
+            if self._refusals:
+                _, refusal = self._refusals[0]
+                self._refusals.clear()
+                raise refusal
             sequence, tag = self._signer.sign(resource, float(value))
             message = SessionCommand(handle=self._handle, resource=resource, value=float(value),
                                      sequence=sequence, tag=tag)
+            sent_after = self._refusal_count
             # Under the lock: commands from two threads leave in sequence order, or the robot
             # would refuse the one overtaken as a replay.
             self._commands.publish(message)
+        if wait_s > 0.0:
+            self._raise_refusal_of(message, sent_after, time.monotonic() + wait_s)
+
+    def _raise_refusal_of(self, message: SessionCommand, after: int, deadline: float) -> None:
+        """Raise the refusal of `message` (numbered after `after`) if it comes in time."""
+        with self._lock:
+            while True:
+                for index, (number, refusal) in enumerate(self._refusals):
+                    if number > after and refusal.resource == message.resource and (
+                            refusal.value == message.value):
+                        del self._refusals[index]
+                        raise refusal
+                if self._lost_reason is not None:
+                    raise SessionLost(f'session is over: {self._lost_reason}')
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._refused.wait(remaining)
 
     def claim(self, resource: str) -> None:
         """
@@ -223,19 +309,32 @@ class SessionClient:
         """
         self.command(resource, 1.0)
 
-    def end(self, *, timeout_s: float = 10.0) -> List[str]:
-        """End the session; the robot stops what it owned. Return the stopped actuators."""
+    def end(self, *, timeout_s: float = 10.0) -> EndResult:
+        """
+        End the session; the robot stops what it owned. Return what it stopped (EndResult).
+
+        A session that ended with something the robot could not stop does not raise: that is
+        in the result's `not_stopped` (also kept as `end_result`), and a RuntimeWarning says
+        so. A refused end (the session unknown or over already) raises SessionError.
+        """
         self._stop_heartbeats()
         with self._lock:
             session_id, self._session_id = self._session_id, ''
             if self._lost_reason is None:
                 self._lost_reason = 'ended by this client'
+            self._refused.notify_all()
         if not session_id:
-            return []
+            return EndResult([])
         response = self._call(self._end, EndSession.Request(session_id=session_id), timeout_s)
-        if not response.success:
+        if not response.success and not response.not_stopped:
             raise SessionError(f'robot refused to end the session: {response.message}')
-        return list(response.stopped_resources)
+        self.end_result = EndResult(response.stopped_resources,
+                                    not_stopped=response.not_stopped, message=response.message)
+        if response.not_stopped:
+            warnings.warn(f'session {self._handle} ended, but the robot could not stop '
+                          f'{list(response.not_stopped)}: {response.message}', RuntimeWarning,
+                          stacklevel=2)
+        return self.end_result
 
     def close(self) -> None:
         """End the session if it is live, then stop the client's threads and ROS context."""
@@ -316,30 +415,59 @@ class SessionClient:
     # --- news from the robot -------------------------------------------------------------------
 
     def _on_event(self, event: SessionEvent) -> None:
-        if not self._handle or event.handle != self._handle or event.state not in (
-                SessionEvent.EXPIRED, SessionEvent.CLOSED_BY_ROBOT):
-            return
-        state = 'expired' if event.state == SessionEvent.EXPIRED else 'closed by robot'
-        self._lose(f'{state}: {event.reason}')
+        states = {SessionEvent.EXPIRED: 'expired', SessionEvent.ENDED: 'ended',
+                  SessionEvent.CLOSED_BY_ROBOT: 'closed by robot'}
+        if not self._session_id or event.handle != self._handle or event.state not in states:
+            return      # this client's own end: _session_id was cleared before the request
+        self._lose(_stated(states[event.state], event.reason))
 
     def _on_rejection(self, rejection: Rejection) -> None:
-        if (self._handle and rejection.handle == self._handle
-                and rejection.subject == 'heartbeat'):
+        handle = self._handle
+        if not self._session_id or rejection.handle != handle:
+            return
+        if rejection.subject == 'heartbeat':
             self._lose(f'heartbeat refused: {rejection.reason}')
+            return
+        if rejection.subject != 'command':
+            return
+        refusal = CommandRejected(rejection.reason, resource=rejection.resource,
+                                  value=rejection.value)
+        with self._lock:
+            self._refusal_count += 1
+            self._refusals.append((self._refusal_count, refusal))
+            del self._refusals[:-MAX_PENDING_REFUSALS]
+            self._refused.notify_all()
+        over = over_reason(rejection.reason, handle)
+        if over is not None:
+            self._lose(over)
+        if self._rejection_callback is not None:
+            self._rejection_callback(refusal)
 
     def _on_matched(self, info: QoSPublisherMatchedInfo) -> None:
         if info.current_count == 0 and info.current_count_change < 0 and self._session_id:
-            timer = threading.Timer(
-                UNMATCHED_GRACE_S, self._lose,
-                ("the robot stopped listening to this session's heartbeats",))
+            timer = threading.Timer(UNMATCHED_GRACE_S, self._lose_unheard)
             timer.daemon = True
             timer.start()
+
+    def _lose_unheard(self) -> None:
+        """Report the loss when the robot stopped listening: say whether its manager left."""
+        with self._lock:
+            if self._lost_reason is not None or not self._session_id:
+                return      # told already, or ended
+        namespace, _, name = self._manager.rpartition('/')
+        try:
+            present = (name, namespace or '/') in self._node.get_node_names_and_namespaces()
+        except InvalidHandle:
+            return          # this client was closed meanwhile
+        self._lose("the robot stopped listening to this session's heartbeats" if present else
+                   f'the session manager {self._manager} is gone (it left the ROS graph)')
 
     def _lose(self, reason: str) -> None:
         with self._lock:
             if self._lost_reason is not None or not self._session_id:
                 return
             self._lost_reason = reason
+            self._refused.notify_all()
         self._stop_heartbeats()
         if self._on_lost is not None:
             self._on_lost(reason)
@@ -350,3 +478,8 @@ class SessionClient:
             return call_service(client, request, timeout_s)
         except TimeoutError as error:
             raise SessionError(str(error)) from error
+
+
+def _stated(state: str, reason: str) -> str:
+    """Return `state: reason`, once: the robot's reason may name the state already."""
+    return reason if reason.startswith(state) else f'{state}: {reason}'

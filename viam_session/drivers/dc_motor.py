@@ -3,8 +3,9 @@ Lifecycle driver of a DC motor behind an H-bridge (PWM + direction lines, or two
 
 Commands on `~/command` (std_msgs/Float64, power in [-1, 1]) move the motor only while active;
 every way out of active stops it (see `drivers.base`). State on `~/joint_state`
-(sensor_msgs/JointState, effort = applied power). Self-protection: `command_timeout_s`, off
-(0) by default for this driver until the session manager re-sends commands.
+(sensor_msgs/JointState, effort = applied power). Self-protection: `command_timeout_s`
+(default 0.5 s, as every actuator: the session manager re-sends a driven motor's command every
+0.1 s, so only a dead or stalled command stream trips it; 0 switches it off).
 """
 
 import math
@@ -15,7 +16,7 @@ from viam_session.chips import Chip
 from viam_session.driver_parameters import DC_MOTOR
 from viam_session.drivers.base import ActuatorDriver, run_driver
 from viam_session.drivers.h_bridge import HBridgeMotor
-from viam_session.parameters import declare
+from viam_session.parameters import declare, declare_command_range
 
 __all__ = ['DcMotorDriver', 'main']
 
@@ -31,6 +32,7 @@ class DcMotorDriver(ActuatorDriver):
         self._enable_line = declare(self, DC_MOTOR['enable_line'])
         self._frequency_hz = declare(self, DC_MOTOR['pwm_frequency_hz'])
         self._max_duty = declare(self, DC_MOTOR['max_duty'])
+        declare_command_range(self, 'dc_motor')
 
     def create_device(self, chip: Chip) -> HBridgeMotor:
         return HBridgeMotor(

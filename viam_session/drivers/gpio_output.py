@@ -17,7 +17,7 @@ from viam_session.chips import Chip
 from viam_session.driver_parameters import GPIO_OUTPUT
 from viam_session.drivers.base import ActuatorDriver, run_driver
 from viam_session.drivers.gpio_output_core import GpioOutput
-from viam_session.parameters import declare
+from viam_session.parameters import declare, declare_command_range
 
 __all__ = ['GpioOutputDriver', 'main']
 
@@ -32,6 +32,7 @@ class GpioOutputDriver(ActuatorDriver):
         self._line = declare(self, GPIO_OUTPUT['line'])
         self._active_level = declare(self, GPIO_OUTPUT['active_level'])
         self._safe_value = declare(self, GPIO_OUTPUT['safe_value'])
+        declare_command_range(self, 'gpio_output')
 
     def create_device(self, chip: Chip) -> GpioOutput:
         return GpioOutput(chip=chip, line=self._line, active_level=self._active_level,

@@ -15,7 +15,7 @@ from viam_session.chips import Chip
 from viam_session.driver_parameters import SERVO
 from viam_session.drivers.base import ActuatorDriver, run_driver
 from viam_session.drivers.servo_core import HobbyServo
-from viam_session.parameters import declare
+from viam_session.parameters import declare, declare_command_range
 
 __all__ = ['ServoDriver', 'main']
 
@@ -32,6 +32,7 @@ class ServoDriver(ActuatorDriver):
         self._travel_deg = declare(self, SERVO['travel_deg'])
         self._min_angle_deg = declare(self, SERVO['min_angle_deg'])
         self._max_angle_deg = declare(self, SERVO['max_angle_deg'])
+        declare_command_range(self, 'servo')
 
     def create_device(self, chip: Chip) -> HobbyServo:
         return HobbyServo(

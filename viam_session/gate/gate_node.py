@@ -37,7 +37,7 @@ from viam_session.drivers.command_watchdog import CommandWatchdog
 from viam_session.gate.gate_core import GateCore, MESSAGE_TYPES
 from viam_session.lifecycle_node import GuardedLifecycleNode
 from viam_session.node_runner import run_node
-from viam_session.parameters import declare
+from viam_session.parameters import declare, declare_command_range
 
 __all__ = ['SessionGate', 'main']
 
@@ -57,6 +57,7 @@ class SessionGate(GuardedLifecycleNode):
         self._zero_duration_s = declare(self, SESSION_GATE['zero_duration_s'])
         self._command_timeout_s = declare(self, SESSION_GATE['command_timeout_s'])
         lease_s = declare(self, SESSION_GATE['liveliness_lease_s'])
+        declare_command_range(self, 'session_gate')
         self._core = GateCore(kind=kind, zero_rate_hz=zero_rate_hz,
                               zero_duration_s=self._zero_duration_s)
         message_type = MESSAGE_TYPES[kind]

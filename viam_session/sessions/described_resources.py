@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Mapping, Tuple
 
+from viam_session.command_ranges import command_range, CommandRange
 from viam_session.supervisor.tree import (
     ExternalResource, load_robot_description, PartsTree, RobotDescriptionError)
 
@@ -49,11 +50,16 @@ class StoppedWith:
 
 @dataclass(frozen=True)
 class DescribedResources:
-    """Actuators (fully qualified name -> command type) and external resources to stop."""
+    """
+    Actuators (fully qualified name -> command type) and external resources to stop.
+
+    `ranges` are the commands each actuator accepts, from its parameters in the description.
+    """
 
     actuators: Mapping[str, str]
     external: Tuple[ExternalResource, ...]
     stopped_with: StoppedWith = field(default_factory=StoppedWith)
+    ranges: Mapping[str, CommandRange] = field(default_factory=dict)
 
 
 def described_resources(path: str, *, namespace: str = '/') -> DescribedResources:
@@ -65,8 +71,10 @@ def described_resources(path: str, *, namespace: str = '/') -> DescribedResource
     if problems:
         raise RobotDescriptionError(path, problems)
     external = tuple(tree.resources.values())
+    ranges = {fqn: command_range(tree.nodes[fqn].driver, tree.nodes[fqn].parameters)
+              for fqn in actuators}
     return DescribedResources(actuators=actuators, external=external,
-                              stopped_with=StoppedWith(external))
+                              stopped_with=StoppedWith(external), ranges=ranges)
 
 
 def _stop_with_problems(tree: PartsTree, actuators: Mapping[str, str]) -> List[str]:

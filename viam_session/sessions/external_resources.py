@@ -89,6 +89,10 @@ class ResourceStop:
         """Make one attempt within the resource's timeout; return (stopped, what happened)."""
         raise NotImplementedError
 
+    async def cannot_act(self, timeout_s: float) -> Optional[str]:
+        """Return why a session owning the resource now would own nothing that moves, or None."""
+        return None
+
     async def _stop(self) -> StopResult:
         started = time.monotonic()
         name = self.resource.fully_qualified_name
@@ -159,6 +163,17 @@ class LifecycleNodeStop(ResourceStop):
         if label == 'active':
             return False, 'deactivate refused; the node is still active'
         return True, f'already {label}'
+
+    async def cannot_act(self, timeout_s: float) -> Optional[str]:
+        """Refuse an inactive lifecycle node: it does not move, and stopping it does nothing."""
+        label, problem = await self._state_label(timeout_s)
+        if label is None:
+            return f'its state is unknown ({problem})'
+        if label != 'active':
+            return (f'the lifecycle node {self.resource.target} is {label}, not active: it '
+                    'cannot act, and a session may own it only while it can (bring it up '
+                    'first)')
+        return None
 
     async def _state_label(self, timeout_s: Optional[float] = None
                            ) -> Tuple[Optional[str], str]:
@@ -252,6 +267,10 @@ class ExternalResources:
         """Return the longest stopping these may take (0 if none is external)."""
         return max((self._stops[name].budget_s for name in names if name in self._stops),
                    default=0.0)
+
+    async def cannot_act(self, name: str, timeout_s: float) -> Optional[str]:
+        """Return why `name` cannot act now (a lifecycle node not active), or None (bounded)."""
+        return await self._stops[name].cannot_act(timeout_s)
 
     def stop(self, name: str) -> Future:
         """Start stopping `name` (from any thread); return a future of its StopResult."""

@@ -9,7 +9,9 @@ Interface (all under the node's name, default /session_manager):
 - topic `~/command` (SessionCommand): commands naming their session by its public handle and
   authenticated by an HMAC tag keyed by its secret id, with a sequence that must increase
   (`command_auth`), relayed to the actuator's own `<actuator>/command` topic after the session
-  is checked and made the actuator's owner;
+  and the value are checked (the value against what the actuator accepts, `actuator_ranges`)
+  and the session is made the actuator's owner; a refused command changes no owner and
+  relays nothing;
 - topics `~/events` (SessionEvent, transient-local) and `~/rejections` (Rejection), and a
   status on `/diagnostics` every second (sessions, their age and what they own);
 - topic `~/connected` (std_msgs/Bool, transient-local): whether the robot has connectivity
@@ -27,7 +29,8 @@ Resources come from the `actuators` parameter and, optionally, from a robot desc
 session_gate nodes are actuators too, and its external resources (`resources:` of each part:
 lifecycle nodes, Trigger and SetBool stop services, ros2_control controllers; see
 `external_resources`) can be *claimed*: a SessionCommand to an external resource's fully
-qualified name (any finite value) makes the session its owner and is relayed nowhere.
+qualified name (any finite value) makes the session its owner and is relayed nowhere; a
+`lifecycle_node` resource only while it is active (an inactive one cannot act: refused).
 Ownership is the same for both: the latest commander owns. A resource with `stop_with` in the
 description is stopped whenever the manager stops one of those, claimed or not (a brake
 engaged whenever the base's gate is stopped; `described_resources.StoppedWith`).
@@ -75,6 +78,7 @@ from viam_session.node_runner import run_node
 from viam_session.parameters import (
     declare_bool, declare_float, declare_int, declare_string, declare_string_array)
 from viam_session.sessions.actuator_links import ActuatorLink
+from viam_session.sessions.actuator_ranges import ActuatorRanges
 from viam_session.sessions.connectivity import ConnectivityWatch
 from viam_session.sessions.connectivity_config import declare_connectivity_watch
 from viam_session.sessions.described_resources import described_resources, DescribedResources
@@ -104,6 +108,7 @@ DIAGNOSTICS_PERIOD_S = 1.0
 KEEPALIVE_LEASE_PERIODS = 3
 # The timer never waits less than this, so a deadline a hair away does not spin the loop.
 MIN_TIMER_DELAY_S = 0.0001
+NANOSECONDS_PER_SECOND = 1_000_000_000
 # How often held sessions' writers are looked for in the ROS graph (writer_presence).
 PRESENCE_CHECK_PERIOD_S = 1.0
 # How often a manager waiting to exit looks whether the supervisor has closed the sessions.
@@ -150,7 +155,8 @@ class SessionManager(Node):
             '~/stop_session_resources.')
         self._discovery_timeout_s = declare_float(
             self, 'discovery_timeout_s', 5.0,
-            "How long a start request waits to discover the client's command publisher.",
+            "How long a start request waits to discover the client's command publisher, and a "
+            "command waits for its actuator's driver to tell its command range.",
             low=0.1, high=60.0)
         self._stop_timeout_s = declare_float(
             self, 'stop_timeout_s', 1.0, 'How long to wait for an actuator to confirm a stop.',
@@ -199,6 +205,8 @@ class SessionManager(Node):
                                lease_s=KEEPALIVE_LEASE_PERIODS * self._keepalive_period_s,
                                boolean=command_type == 'bool')
             for name, command_type in command_types.items()}
+        self._ranges = ActuatorRanges(self, described.ranges, command_types, self._waiting,
+                                      timeout_s=self._discovery_timeout_s)
         self._external = ExternalResources(self, described.external, self._waiting)
         self._stopped_with = described.stopped_with
         clashes = sorted(set(self._links) & set(self._external.names))
@@ -247,6 +255,8 @@ class SessionManager(Node):
         self._presence = WriterPresence(lambda topic: self._writer_counts[topic])
         self.create_timer(PRESENCE_CHECK_PERIOD_S, self._check_writers_present,
                           clock=self._steady_clock)
+        # From the executor: the drivers' ranges are asked in tasks of its own.
+        self._ask_ranges = self.create_timer(0.0, self._ask_actuator_ranges)
         if self._connectivity is not None:
             # Started from the executor, so that its first report has an executor to go to.
             self._start_connectivity = self.create_timer(0.0, self._start_connectivity_watch)
@@ -298,6 +308,13 @@ class SessionManager(Node):
         if self._connectivity_lost is not None and not request.local:
             raise SessionError(f'the robot has lost connectivity ({self._connectivity_lost}); '
                                'only local sessions may start')
+        requested = request.requested_window
+        if requested.nanosec >= NANOSECONDS_PER_SECOND:
+            # builtin_interfaces/Duration keeps nanosec below one second; taking 2^32-1 as
+            # 4.29 s would grant a window nobody asked for.
+            raise SessionError(
+                f'requested_window is not a normalised Duration: nanosec must be below '
+                f'{NANOSECONDS_PER_SECOND}, got sec {requested.sec}, nanosec {requested.nanosec}')
         resume_id = request.resume_session_id
         window_s = self._table.window_for(
             client, duration_to_seconds(request.requested_window), resume_id)
@@ -347,6 +364,7 @@ class SessionManager(Node):
             stopping = self._stopped_with.expand(stopped.owned)
             failed = await self._stop_and_wait(stopping)
             response.stopped_resources = [name for name in stopping if name not in failed]
+            response.not_stopped = failed
         self._publish_event(stopped.session, SessionEvent.ENDED, stopped.reason, stopped.owned)
         response.success = not failed
         response.message = 'ended' if not failed else f'ended; could not stop {failed}'
@@ -497,33 +515,79 @@ class SessionManager(Node):
     # --- topics --------------------------------------------------------------------------------
 
     def _on_command(self, message: SessionCommand) -> None:
-        handle = message.handle
+        """
+        Check a command, then make its session the owner and relay it; refuse it otherwise.
+
+        Everything that can refuse it is checked before the owner changes: the command is the
+        session's (its tag, an increasing sequence), the resource is known, the value is
+        finite and within what the actuator accepts (its range may have to be asked of the
+        driver first, see actuator_ranges), an external lifecycle node is active.
+        """
         try:
-            self._table.authenticate(handle, message.resource, message.value, message.sequence,
-                                     bytes(message.tag))
+            self._table.authenticate(message.handle, message.resource, message.value,
+                                     message.sequence, bytes(message.tag))
         except NotAuthenticated as error:
             self._reject('', 'command', str(error))   # not proven to be the session's
             return
+        name = message.resource
         if self._exiting:
-            self._reject(handle, 'command', 'the robot is shutting down')
+            self._reject_command(message, 'the robot is shutting down')
             return
-        link = self._links.get(message.resource)
-        if link is None and message.resource not in self._external:
-            self._reject(handle, 'command',
-                         f'unknown actuator {message.resource!r}; managed: {sorted(self._links)}'
-                         f', external: {self._external.names}')
+        if name not in self._links and name not in self._external:
+            self._reject_command(
+                message, f'unknown resource {name!r}: not an actuator '
+                f'({", ".join(sorted(self._links)) or "none"}) nor an external resource '
+                f'({", ".join(self._external.names) or "none"})')
             return
         if not math.isfinite(message.value):
-            self._reject(handle, 'command', f'value must be finite, got {message.value}')
+            self._reject_command(message, f'{name}: value must be finite, got {message.value}')
             return
+        if name in self._external:
+            if self._table.owner_of(name) == message.handle or (
+                    self._table.get(message.handle) is None):
+                # Owned already (nothing changes), or no such live session (refused at once).
+                self._claim_and_relay(message)
+            else:
+                self._post(self._claim_external, message)
+            return
+        self._ranges.when_known(name, lambda unknown: self._on_range_known(message, unknown))
+
+    def _on_range_known(self, message: SessionCommand, unknown: str) -> None:
+        name = message.resource
+        if self._exiting:
+            self._reject_command(message, 'the robot is shutting down')
+            return
+        if unknown:
+            self._reject_command(message, f'{name}: command range unknown, so nothing is '
+                                 f'relayed to it: {unknown}')
+            return
+        problem = self._ranges.get(name).problem(message.value)
+        if problem:
+            self._reject_command(message, f'{name} refuses {message.value!r}: {problem}')
+            return
+        self._claim_and_relay(message)
+
+    async def _claim_external(self, message: SessionCommand) -> None:
+        """Claim an external resource, unless it cannot act (a lifecycle node not active)."""
+        problem = await self._external.cannot_act(message.resource, self._discovery_timeout_s)
+        if self._exiting:
+            self._reject_command(message, 'the robot is shutting down')
+        elif problem:
+            self._reject_command(message, f'{message.resource} cannot be claimed: {problem}')
+        else:
+            self._claim_and_relay(message)
+
+    def _claim_and_relay(self, message: SessionCommand) -> None:
+        """Make the session the owner of a checked command's resource; relay it to actuators."""
         try:
-            previous = self._table.claim(handle, message.resource)
+            previous = self._table.claim(message.handle, message.resource)
         except SessionError as error:
-            self._reject(handle, 'command', str(error))
+            self._reject_command(message, str(error))
             return
         if previous is not None:
             self.get_logger().info(
-                f'{message.resource} taken over by session {handle} from {previous}')
+                f'{message.resource} taken over by session {message.handle} from {previous}')
+        link = self._links.get(message.resource)
         if link is None:
             return  # an external resource: claimed, nothing to relay
         if link.stopped_by_manager:
@@ -602,6 +666,10 @@ class SessionManager(Node):
         self._expiry_armed_for = None
         self._finish(self._table.expire_due(), SessionEvent.EXPIRED)
         self._arm_expiry_timer()
+
+    def _ask_actuator_ranges(self) -> None:
+        self.destroy_timer(self._ask_ranges)
+        self._ranges.ask_all()
 
     def _start_connectivity_watch(self) -> None:
         self.destroy_timer(self._start_connectivity)
@@ -878,11 +946,17 @@ class SessionManager(Node):
         event.stamp = self.get_clock().now().to_msg()
         self._events.publish(event)
 
-    def _reject(self, handle: str, subject: str, reason: str) -> None:
+    def _reject(self, handle: str, subject: str, reason: str, *, resource: str = '',
+                value: float = 0.0) -> None:
         self.get_logger().warning(f'{subject} rejected: {reason}', throttle_duration_sec=1.0)
-        rejection = Rejection(handle=handle, subject=subject, reason=reason)
+        rejection = Rejection(handle=handle, subject=subject, reason=reason,
+                              resource=resource, value=value)
         rejection.stamp = self.get_clock().now().to_msg()
         self._rejections.publish(rejection)
+
+    def _reject_command(self, message: SessionCommand, reason: str) -> None:
+        self._reject(message.handle, 'command', reason, resource=message.resource,
+                     value=message.value)
 
 
 def main(args: Optional[List[str]] = None) -> int:

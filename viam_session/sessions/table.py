@@ -25,14 +25,27 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from viam_session.sessions.command_auth import tag_matches
 
-__all__ = ['NotAuthenticated', 'Session', 'SessionError', 'SessionLimits', 'SessionTable',
-           'StoppedSession']
+__all__ = ['NotAuthenticated', 'over_reason', 'Session', 'SessionError', 'SessionLimits',
+           'SessionTable', 'StoppedSession']
 
 # How many ended or expired sessions the table remembers, to say "expired" rather than "unknown".
 REMEMBERED_ENDED_IDS = 4096
 EXPIRED_REASON = 'expired: no heartbeat for a full window'
 # The one answer to a secret id that is not a session's, or not the requesting client's.
 UNKNOWN_ID = '{action} refused: unknown session id'
+CLOSED = 'closed by robot'
+
+
+def over_reason(refusal: str, handle: str) -> Optional[str]:
+    """
+    Return why session `handle` is over if `refusal` (a SessionError's message) says it is.
+
+    The table refuses a request of a session that is over with `... session <handle> is over,
+    <why>`; `why` starts with what ended it: `expired: ...`, `ended ...`, `closed by robot: ...`.
+    """
+    marker = f'session {handle} is over, '
+    at = refusal.find(marker)
+    return refusal[at + len(marker):] if at >= 0 else None
 
 
 class SessionError(ValueError):
@@ -250,16 +263,16 @@ class SessionTable:
     def close(self, handle: str, reason: str) -> StoppedSession:
         """End one live session for a reason of the robot's; raise SessionError."""
         self._find(handle, 'close', self._clock())
-        return self._remove(handle, reason)
+        return self._remove(handle, reason, f'{CLOSED}: {reason}')
 
     def close_remote(self, reason: str) -> List[StoppedSession]:
         """End every remote session at once (the robot lost connectivity)."""
         remote = [sid for sid, session in self._sessions.items() if session.remote]
-        return [self._remove(sid, reason) for sid in remote]
+        return [self._remove(sid, reason, f'{CLOSED}: {reason}') for sid in remote]
 
     def close_all(self, reason: str) -> List[StoppedSession]:
         """End every session at once (the robot shuts down)."""
-        return [self._remove(sid, reason) for sid in list(self._sessions)]
+        return [self._remove(sid, reason, f'{CLOSED}: {reason}') for sid in list(self._sessions)]
 
     def resources_to_stop(self, handle: str) -> List[str]:
         """
@@ -307,20 +320,22 @@ class SessionTable:
         if session is not None:
             if session.deadline <= now:
                 # Past its deadline but not yet swept: it is expired, nothing revives it.
-                raise SessionError(f'{action} refused: session {handle} has expired')
+                raise SessionError(
+                    f'{action} refused: session {handle} is over, {EXPIRED_REASON}')
             return session
         if handle in self._ended:
             raise SessionError(
                 f'{action} refused: session {handle} is over, {self._ended[handle].reason}')
         raise SessionError(f'{action} refused: unknown session {handle!r}')
 
-    def _remove(self, handle: str, reason: str) -> StoppedSession:
+    def _remove(self, handle: str, reason: str, over: str = '') -> StoppedSession:
+        """Remove a live session; `over` is how later refusals say it ended (else `reason`)."""
         session = self._sessions.pop(handle)
         owned = sorted(session.owned)
         for resource in owned:
             del self._owner_of[resource]
-        self._ended[handle] = _Ended(reason=reason, owned=tuple(owned), secret=session.secret,
-                                     client=session.client)
+        self._ended[handle] = _Ended(reason=over or reason, owned=tuple(owned),
+                                     secret=session.secret, client=session.client)
         while len(self._ended) > REMEMBERED_ENDED_IDS:
             _, forgotten = self._ended.popitem(last=False)
             del self._handle_of[forgotten.secret]

@@ -277,23 +277,23 @@ class SessionManager(Node):
     async def _open(self, request: StartSession.Request, client: str) -> Session:
         """Check, wait for discovery, then start or resume the session; raise SessionError."""
         topic = request.heartbeat_topic
-        if self._exiting:
-            raise SessionError('the robot is shutting down')
         if not topic:
             raise SessionError('heartbeat_topic is required (see StartSession.srv)')
-        if self._connectivity_lost is not None and not request.local:
-            raise SessionError(f'the robot has lost connectivity ({self._connectivity_lost}); '
-                               'only local sessions may start')
+        self._check_may_start(request)
         resume_id = request.resume_session_id
         window_s = self._table.window_for(
             client, duration_to_seconds(request.requested_window), resume_id)
-        known = self._heartbeat_topics.get(topic)
-        if known is not None and known.session_id != resume_id:
-            raise SessionError(f'heartbeat topic {topic} belongs to another session')
+        self._check_topic_free(topic, resume_id)
         if request.client_node and not await self._discovered(request.client_node):
             raise SessionError(
                 f'the robot did not discover the command publisher of {request.client_node} '
                 f'within {self._discovery_timeout_s} s')
+        # Again, after the wait and with no wait from here to the attach: meanwhile the robot
+        # may have begun to shut down or lost connectivity (and closed the sessions it had),
+        # or another start may have taken the topic; two sessions on one topic would share one
+        # watch, and the first to end would leave the other held alive with nothing watching.
+        self._check_may_start(request)
+        known = self._check_topic_free(topic, resume_id)
         in_use = dict(self.get_topic_names_and_types()).get(topic, [HEARTBEAT_TYPE])
         if in_use != [HEARTBEAT_TYPE]:
             raise SessionError(f'heartbeat topic {topic} is in use with type '
@@ -314,6 +314,21 @@ class SessionManager(Node):
         self._attach_heartbeat_topic(session, topic)
         self._arm_expiry_timer()
         return session
+
+    def _check_may_start(self, request: StartSession.Request) -> None:
+        """Raise SessionError while the robot takes no new sessions of this kind."""
+        if self._exiting:
+            raise SessionError('the robot is shutting down')
+        if self._connectivity_lost is not None and not request.local:
+            raise SessionError(f'the robot has lost connectivity ({self._connectivity_lost}); '
+                               'only local sessions may start')
+
+    def _check_topic_free(self, topic: str, resume_id: str) -> Optional[_HeartbeatTopic]:
+        """Return what is known of `topic`; raise SessionError if another session has it."""
+        known = self._heartbeat_topics.get(topic)
+        if known is not None and known.session_id != resume_id:
+            raise SessionError(f'heartbeat topic {topic} belongs to another session')
+        return known
 
     async def _on_end(self, request: EndSession.Request,
                       response: EndSession.Response) -> EndSession.Response:

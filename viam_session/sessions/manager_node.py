@@ -72,6 +72,8 @@ from viam_session.sessions.described_resources import described_resources, Descr
 from viam_session.sessions.diagnostics import actuator_status, ActuatorView, session_status
 from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HEARTBEAT_TYPE, HeartbeatWatch
+from viam_session.sessions.names import check_node_name
+from viam_session.sessions.quoting import quoted
 from viam_session.sessions.table import (
     Session, SessionError, SessionLimits, SessionTable, StoppedSession)
 from viam_session.sessions.writer_presence import WriterPresence
@@ -99,6 +101,8 @@ MIN_TIMER_DELAY_S = 0.0001
 PRESENCE_CHECK_PERIOD_S = 1.0
 # How often a manager waiting to exit looks whether the supervisor has closed the sessions.
 EXIT_POLL_S = 0.05
+# Longest client name a session may have: it is in every event, listing and log line.
+MAX_CLIENT_NAME_LENGTH = 256
 # Lifecycle states in which an actuator's outputs are at their safe level.
 STOPPED_STATES = (State.PRIMARY_STATE_INACTIVE, State.PRIMARY_STATE_UNCONFIGURED,
                   State.PRIMARY_STATE_FINALIZED)
@@ -262,7 +266,7 @@ class SessionManager(Node):
             session = await self._open(request, client)
         except SessionError as error:
             response.success, response.message = False, str(error)
-            self.get_logger().warning(f'start refused for {client}: {error}')
+            self.get_logger().warning(f'start refused for {quoted(client)}: {error}')
             return response
         response.success = True
         response.message = 'resumed' if request.resume_session_id else 'started'
@@ -279,6 +283,14 @@ class SessionManager(Node):
         topic = request.heartbeat_topic
         if not topic:
             raise SessionError('heartbeat_topic is required (see StartSession.srv)')
+        if len(client) > MAX_CLIENT_NAME_LENGTH:
+            raise SessionError(f'client name {quoted(client)} is longer than '
+                               f'{MAX_CLIENT_NAME_LENGTH} characters')
+        if request.client_node:
+            try:
+                check_node_name(request.client_node, 'client_node')
+            except ValueError as error:
+                raise SessionError(str(error)) from error
         self._check_may_start(request)
         resume_id = request.resume_session_id
         window_s = self._table.window_for(
@@ -286,7 +298,8 @@ class SessionManager(Node):
         self._check_topic_free(topic, resume_id)
         if request.client_node and not await self._discovered(request.client_node):
             raise SessionError(
-                f'the robot did not discover the command publisher of {request.client_node} '
+                'the robot did not discover the command publisher of '
+                f'{quoted(request.client_node)} '
                 f'within {self._discovery_timeout_s} s')
         # Again, after the wait and with no wait from here to the attach: meanwhile the robot
         # may have begun to shut down or lost connectivity (and closed the sessions it had),
@@ -486,8 +499,8 @@ class SessionManager(Node):
         link = self._links.get(message.resource)
         if link is None and message.resource not in self._external:
             self._reject(message.session_id, 'command',
-                         f'unknown actuator {message.resource!r}; managed: {sorted(self._links)}'
-                         f', external: {self._external.names}')
+                         f'unknown actuator {quoted(message.resource)}; managed: '
+                         f'{sorted(self._links)}, external: {self._external.names}')
             return
         if not math.isfinite(message.value):
             self._reject(message.session_id, 'command',

@@ -16,6 +16,8 @@ import math
 import secrets
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
+from viam_session.sessions.quoting import quoted
+
 __all__ = ['Session', 'SessionError', 'SessionLimits', 'SessionTable', 'StoppedSession']
 
 # How many ended or expired ids the table remembers, to say "expired" rather than "unknown".
@@ -201,7 +203,7 @@ class SessionTable:
         if session is not None:
             return sorted(session.owned)
         if session_id not in self._ended:
-            raise SessionError(f'stop refused: unknown session id {session_id!r}')
+            raise SessionError(f'stop refused: unknown session id {quoted(session_id)}')
         _, owned = self._ended[session_id]
         return [name for name in owned if name not in self._owner_of]
 
@@ -242,7 +244,7 @@ class SessionTable:
         if session_id in self._ended:
             reason, _ = self._ended[session_id]
             raise SessionError(f'{action} refused: session {session_id} is over, {reason}')
-        raise SessionError(f'{action} refused: unknown session id {session_id!r}')
+        raise SessionError(f'{action} refused: unknown session id {quoted(session_id)}')
 
     def _remove(self, session_id: str, reason: str) -> StoppedSession:
         session = self._sessions.pop(session_id)

@@ -28,6 +28,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 from std_srvs.srv import Trigger
 
 from viam_session.chips.sim_chip import LineChange, read_line_changes, read_line_values
@@ -394,6 +395,10 @@ class SimRobot:
     def call(self, service_name: str, request: object, *, timeout_s: float = 30.0) -> object:
         """Call a session manager service (e.g. /session_manager/end_session)."""
         return call_service(self._service_clients[service_name], request, timeout_s)
+
+    def call_async(self, service_name: str, request: object) -> Future:
+        """Send a request to a session manager service now; its future holds the reply."""
+        return self._service_clients[service_name].call_async(request)
 
     def send_command(self, session_id: str, resource: str, value: float) -> None:
         """Publish one session-tagged command, as a client would, once the manager listens."""

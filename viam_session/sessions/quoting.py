@@ -7,7 +7,14 @@ SHOWN_CHARACTERS = 80
 
 
 def quoted(text: str, limit: int = SHOWN_CHARACTERS) -> str:
-    """Return `repr(text)`; past `limit` characters, its start and how long it is."""
-    if len(text) <= limit:
+    """
+    Return `repr(text)` if that is at most `limit` characters, else its start and length.
+
+    The limit is on the quote, not on the text: one character may take ten to escape.
+    """
+    prefix = text[:limit]
+    if prefix == text and len(repr(text)) <= limit:
         return repr(text)
-    return f'{text[:limit]!r}... ({len(text)} characters)'
+    while len(repr(prefix)) > limit:
+        prefix = prefix[:-1]
+    return f'{prefix!r}... ({len(text)} characters)'

@@ -200,7 +200,8 @@ class Fuzzer:
         return session
 
     def _check_reply(self, response: object) -> None:
-        self.outcomes[re.sub(r"'[^']*'.*|/\S*|\d\S*|\(.*", '_', response.message)[:50]] += 1
+        shape = re.sub(r"[0-9a-f]{32}|'[^']*'.*|/\S*|\d\S*|\(.*", '_', response.message)
+        self.outcomes[shape[:50]] += 1
         if not response.success:
             assert response.message, f'refused without a reason: {response}'
         assert '\n' not in response.message and len(response.message) < LONGEST_REASON, \

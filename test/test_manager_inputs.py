@@ -10,18 +10,20 @@ motor running throughout (input_rig).
 """
 
 import math
+import threading
 import time
 from typing import Iterator
 
 from builtin_interfaces.msg import Duration
 import pytest
 from rclpy.duration import Duration as RclDuration
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import (
     DurabilityPolicy, LivelinessPolicy, QoSProfile, ReliabilityPolicy)
 from rclpy.serialization import serialize_message
 from std_msgs.msg import String
 
-from viam_session.sessions.manager_node import EVENTS_QOS
+from viam_session.sessions.manager_node import EVENTS_QOS, SERVICES_QOS
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import EndSession, StartSession
 
@@ -35,6 +37,7 @@ HUGE = 100_000
 DISCOVERY_TIMEOUT_S = 3.0
 # Requests a flood keeps waiting for an answer at once.
 FLOOD_IN_FLIGHT = 8
+BURST_CLIENTS = 200
 
 
 @pytest.fixture(scope='module')
@@ -307,6 +310,27 @@ def test_a_flood_of_requests_is_answered(rig):
     rig.drain()
     session_id, _ = rig.live_session('after the flood')
     assert rig.end(session_id).success
+
+
+def test_a_burst_of_starts_from_many_clients_is_answered(rig):
+    """200 clients send a start at the same moment: every one is answered (ROS keeps 10)."""
+    node = rig.foreign('burst')
+    clients = [node.create_client(StartSession, f'{MANAGER}/start_session',
+                                  qos_profile=SERVICES_QOS) for _ in range(BURST_CLIENTS)]
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        for client in clients:
+            assert client.wait_for_service(timeout_sec=DEADLINE_S)
+        futures = [client.call_async(_start_request('burst', f'/burst/{index}/'))
+                   for index, client in enumerate(clients)]
+        for future in futures:
+            _assert_refused(_result(future), "must not end with a '/'")
+    finally:
+        executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=5)
 
 
 def _start_request(client: str, topic: str, **fields: object) -> StartSession.Request:

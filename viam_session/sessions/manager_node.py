@@ -87,6 +87,10 @@ __all__ = ['CONNECTED_QOS', 'EVENTS_QOS', 'SessionManager', 'STATE_NAMES', 'main
 
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# ROS's service default keeps 10 requests: a burst from more clients than that (a fleet that
+# reconnects at once) lost the rest in DDS, unanswered. As deep as the default max_sessions.
+SERVICES_QOS = QoSProfile(depth=1024, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
 CONNECTED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # How often a start request looks again for the client's command publisher in the ROS graph.
@@ -216,14 +220,16 @@ class SessionManager(Node):
         self._connected = self.create_publisher(Bool, '~/connected', CONNECTED_QOS)
         self._connected.publish(Bool(data=True))
         self.create_service(StartSession, '~/start_session', self._on_start,
-                            callback_group=self._waiting)
-        self.create_service(EndSession, '~/end_session', self._on_end,
+                            qos_profile=SERVICES_QOS, callback_group=self._waiting)
+        self.create_service(EndSession, '~/end_session', self._on_end, qos_profile=SERVICES_QOS,
                             callback_group=self._waiting)
         self.create_service(StopSessionResources, '~/stop_session_resources',
-                            self._on_stop_resources, callback_group=self._waiting)
-        self.create_service(ListSessions, '~/list_sessions', self._on_list)
-        self.create_service(Trigger, '~/close_all_sessions', self._on_close_all,
+                            self._on_stop_resources, qos_profile=SERVICES_QOS,
                             callback_group=self._waiting)
+        self.create_service(ListSessions, '~/list_sessions', self._on_list,
+                            qos_profile=SERVICES_QOS)
+        self.create_service(Trigger, '~/close_all_sessions', self._on_close_all,
+                            qos_profile=SERVICES_QOS, callback_group=self._waiting)
         commands = self.create_subscription(SessionCommand, '~/command', self._on_command, 100)
         self._command_topic = commands.topic_name
 

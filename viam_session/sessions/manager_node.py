@@ -70,6 +70,7 @@ from viam_session.sessions.connectivity import ConnectivityWatch
 from viam_session.sessions.connectivity_config import declare_connectivity_watch
 from viam_session.sessions.described_resources import described_resources, DescribedResources
 from viam_session.sessions.diagnostics import actuator_status, ActuatorView, session_status
+from viam_session.sessions.discovery_waits import DiscoveryWaits
 from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HEARTBEAT_TYPE, HeartbeatWatch
 from viam_session.sessions.names import check_node_name
@@ -93,7 +94,7 @@ SERVICES_QOS = QoSProfile(depth=1024, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
 CONNECTED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
-# How often a start request looks again for the client's command publisher in the ROS graph.
+# How often the starts waiting for their client's command publisher look in the ROS graph.
 DISCOVERY_POLL_S = 0.01
 # rqt_robot_monitor expects about one status per second.
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -242,6 +243,10 @@ class SessionManager(Node):
         self._keepalive_timer = self.create_timer(
             self._keepalive_period_s, self._send_keepalives, clock=self._steady_clock,
             autostart=False)
+        # Runs only while a start waits to discover its client's command publisher.
+        self._discovery_waits = DiscoveryWaits(time.monotonic)
+        self._discovery_timer = self.create_timer(
+            DISCOVERY_POLL_S, self._check_discovery, clock=self._steady_clock, autostart=False)
         self._presence = WriterPresence(self.count_publishers)
         self.create_timer(PRESENCE_CHECK_PERIOD_S, self._check_writers_present,
                           clock=self._steady_clock)
@@ -733,21 +738,24 @@ class SessionManager(Node):
 
     async def _discovered(self, client_node: str) -> bool:
         """Wait (bounded) until this node knows the client's command writer."""
-        def seen() -> bool:
-            return any(f'{info.node_namespace.rstrip("/")}/{info.node_name}' == client_node
-                       for info in self.get_publishers_info_by_topic(self._command_topic))
-
-        if seen():
+        if client_node in self._command_publishers():
             return True
         found = Future()
-        poller = self.create_timer(
-            DISCOVERY_POLL_S, lambda: found.done() or not seen() or found.set_result(True),
-            clock=self._steady_clock, callback_group=self._waiting)
-        try:
-            return await self._bounded(found, self._discovery_timeout_s)
-        finally:
-            poller.cancel()
-            self.destroy_timer(poller)
+        self._discovery_waits.add(client_node, self._discovery_timeout_s, found.set_result)
+        if self._discovery_timer.is_canceled():
+            self._discovery_timer.reset()
+        return await found
+
+    def _check_discovery(self) -> None:
+        """Conclude the starts waiting for their client's command writer (DiscoveryWaits)."""
+        self._discovery_waits.check(self._command_publishers())
+        if not self._discovery_waits:
+            self._discovery_timer.cancel()
+
+    def _command_publishers(self) -> Set[str]:
+        """Return the fully qualified names of the nodes that publish on ~/command."""
+        return {f'{info.node_namespace.rstrip("/")}/{info.node_name}'
+                for info in self.get_publishers_info_by_topic(self._command_topic)}
 
     async def _stop_and_wait(self, names: List[str]) -> List[str]:
         """Stop them and what stops with them, wait (bounded); return the names not confirmed."""

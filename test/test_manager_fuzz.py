@@ -227,5 +227,10 @@ def test_no_request_stops_the_manager_or_touches_another_session(fuzzer):
     run()
     fuzzer.rig.drain()
     assert_probe_untouched(fuzzer.rig)
+    rejections = [s.message for s in fuzzer.rig.robot.rejections.snapshot()]
+    unclear = [r for r in rejections if not r.reason or '\n' in r.reason
+               or len(r.reason) >= LONGEST_REASON]
+    assert not unclear, f'rejections without a one-line reason: {unclear[:3]}'
     print(f'fuzz: {EXAMPLES} examples, {fuzzer.requests} requests, '
-          f'{len(fuzzer.ids)} sessions opened; replies: {dict(fuzzer.outcomes.most_common())}')
+          f'{len(fuzzer.ids)} sessions opened, {len(rejections)} rejections; '
+          f'replies: {dict(fuzzer.outcomes.most_common())}')

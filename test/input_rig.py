@@ -3,9 +3,10 @@ A real session manager for tests of what clients may send it, with a healthy pro
 
 The robot has two motors: `/motor`, driven by a probe session (a `session_client` process
 heartbeating a 2 s window) that nothing under test may disturb, and `/spare`, free for the
-sessions the requests under test open. `InputRig.check_probe()` says whether the probe is
-untouched: its process and the manager's alive, its session listed, no event of its end, and
-every PWM change of `/motor` on the chip since it started at the probe's power.
+sessions the requests under test open. `InputRig.probe_problems()` lists what went wrong,
+if anything, with what must hold throughout: the manager's and the probe's processes alive,
+the probe's session listed, no event of its end, and every PWM change of `/motor` on the chip
+since the probe started at the probe's power.
 """
 
 import itertools
@@ -32,7 +33,8 @@ from viam_session_interfaces.srv import (
 
 from conftest import next_domain  # noqa: I100 - the tests' own helper
 
-__all__ = ['InputRig', 'input_rig', 'PROBE_POWER', 'SPARE']
+__all__ = ['assert_probe_untouched', 'DEADLINE_S', 'InputRig', 'input_rig', 'MANAGER',
+           'PROBE_POWER', 'SPARE']
 
 PROBE_POWER = 0.5
 PROBE_WINDOW_S = 2.0

@@ -28,6 +28,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 from std_srvs.srv import Trigger
 
 from viam_session.chips.sim_chip import LineChange, read_line_changes, read_line_values
@@ -397,6 +398,10 @@ class SimRobot:
     def call(self, service_name: str, request: object, *, timeout_s: float = 30.0) -> object:
         """Call a session manager service (e.g. /session_manager/end_session)."""
         return call_service(self._service_clients[service_name], request, timeout_s)
+
+    def call_async(self, service_name: str, request: object) -> Future:
+        """Send a request to a session manager service now; its future holds the reply."""
+        return self._service_clients[service_name].call_async(request)
 
     def send_command(self, handle: str, resource: str, value: float, *, secret: str = '',
                      sequence: int = 1) -> None:

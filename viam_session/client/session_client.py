@@ -55,7 +55,7 @@ from rclpy.signals import SignalHandlerOptions
 from viam_session.service_call import call_service
 from viam_session.sessions.command_auth import CommandSigner
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
-from viam_session.sessions.manager_node import EVENTS_QOS
+from viam_session.sessions.manager_node import EVENTS_QOS, SERVICES_QOS
 from viam_session.sessions.table import over_reason
 from viam_session.time_convert import duration_to_seconds, seconds_to_duration
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
@@ -179,8 +179,12 @@ class SessionClient:
                    signal_handler_options=SignalHandlerOptions.NO)
         self._node = Node(f'session_client_{secrets.token_hex(4)}', context=self._context,
                           enable_rosout=False, start_parameter_services=False)
-        self._start = self._node.create_client(StartSession, f'{manager}/start_session')
-        self._end = self._node.create_client(EndSession, f'{manager}/end_session')
+        # As deep as the manager's services: with ROS's default (10), 118 of 200 clients that
+        # started at once got no reply, though the manager had sent every one.
+        self._start = self._node.create_client(StartSession, f'{manager}/start_session',
+                                               qos_profile=SERVICES_QOS)
+        self._end = self._node.create_client(EndSession, f'{manager}/end_session',
+                                             qos_profile=SERVICES_QOS)
         self._parameters = self._node.create_client(GetParameters, f'{manager}/get_parameters')
         self._commands = self._node.create_publisher(SessionCommand, f'{manager}/command', 10)
         self._node.create_subscription(SessionEvent, f'{manager}/events', self._on_event,

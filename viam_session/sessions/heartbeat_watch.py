@@ -42,8 +42,8 @@ from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy, LivelinessPolicy, qos_policy_name_from_kind, QoSProfile, ReliabilityPolicy)
 from rclpy.subscription import Subscription
-from rclpy.validate_full_topic_name import validate_full_topic_name
 
+from viam_session.sessions.names import check_topic_name
 from viam_session_interfaces.msg import Heartbeat
 
 __all__ = ['HEARTBEAT_TYPE', 'heartbeat_qos', 'HeartbeatWatch', 'SHARD_SIZE']
@@ -165,10 +165,7 @@ class HeartbeatWatch:
         """Subscribe to absolute `topic` with lease `window_s`; raise ValueError for a bad name."""
         if topic in self._shard_of:
             return
-        try:
-            validate_full_topic_name(topic)
-        except Exception as error:  # noqa: B902 - rclpy raises several name errors
-            raise ValueError(f'bad heartbeat topic {topic!r}: {error}') from error
+        check_topic_name(topic, 'heartbeat topic')
         shard = min(self._shards, key=lambda s: s.size, default=None)
         if shard is None or shard.size >= SHARD_SIZE:
             shard = _Shard(

@@ -83,8 +83,11 @@ from viam_session.sessions.connectivity import ConnectivityWatch
 from viam_session.sessions.connectivity_config import declare_connectivity_watch
 from viam_session.sessions.described_resources import described_resources, DescribedResources
 from viam_session.sessions.diagnostics import actuator_status, ActuatorView, session_status
+from viam_session.sessions.discovery_waits import DiscoveryWaits
 from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HEARTBEAT_TYPE, HeartbeatWatch
+from viam_session.sessions.names import check_node_name
+from viam_session.sessions.quoting import quoted
 from viam_session.sessions.table import (
     NotAuthenticated, Session, SessionError, SessionLimits, SessionTable, StoppedSession)
 from viam_session.sessions.writer_presence import WriterPresence
@@ -98,9 +101,13 @@ __all__ = ['CONNECTED_QOS', 'EVENTS_QOS', 'SessionManager', 'STATE_NAMES', 'main
 
 EVENTS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# ROS's service default keeps 10 requests: a burst from more clients than that (a fleet that
+# reconnects at once) lost the rest in DDS, unanswered. As deep as the default max_sessions.
+SERVICES_QOS = QoSProfile(depth=1024, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
 CONNECTED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
-# How often a start request looks again for the client's command publisher in the ROS graph.
+# How often the starts waiting for their client's command publisher look in the ROS graph.
 DISCOVERY_POLL_S = 0.01
 # rqt_robot_monitor expects about one status per second.
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -113,6 +120,8 @@ NANOSECONDS_PER_SECOND = 1_000_000_000
 PRESENCE_CHECK_PERIOD_S = 1.0
 # How often a manager waiting to exit looks whether the supervisor has closed the sessions.
 EXIT_POLL_S = 0.05
+# Longest client name a session may have: it is in every event, listing and log line.
+MAX_CLIENT_NAME_LENGTH = 256
 # Lifecycle states in which an actuator's outputs are at their safe level.
 STOPPED_STATES = (State.PRIMARY_STATE_INACTIVE, State.PRIMARY_STATE_UNCONFIGURED,
                   State.PRIMARY_STATE_FINALIZED)
@@ -230,14 +239,16 @@ class SessionManager(Node):
         self._connected = self.create_publisher(Bool, '~/connected', CONNECTED_QOS)
         self._connected.publish(Bool(data=True))
         self.create_service(StartSession, '~/start_session', self._on_start,
-                            callback_group=self._waiting)
-        self.create_service(EndSession, '~/end_session', self._on_end,
+                            qos_profile=SERVICES_QOS, callback_group=self._waiting)
+        self.create_service(EndSession, '~/end_session', self._on_end, qos_profile=SERVICES_QOS,
                             callback_group=self._waiting)
         self.create_service(StopSessionResources, '~/stop_session_resources',
-                            self._on_stop_resources, callback_group=self._waiting)
-        self.create_service(ListSessions, '~/list_sessions', self._on_list)
-        self.create_service(Trigger, '~/close_all_sessions', self._on_close_all,
+                            self._on_stop_resources, qos_profile=SERVICES_QOS,
                             callback_group=self._waiting)
+        self.create_service(ListSessions, '~/list_sessions', self._on_list,
+                            qos_profile=SERVICES_QOS)
+        self.create_service(Trigger, '~/close_all_sessions', self._on_close_all,
+                            qos_profile=SERVICES_QOS, callback_group=self._waiting)
         commands = self.create_subscription(SessionCommand, '~/command', self._on_command, 100)
         self._command_topic = commands.topic_name
 
@@ -250,6 +261,10 @@ class SessionManager(Node):
         self._keepalive_timer = self.create_timer(
             self._keepalive_period_s, self._send_keepalives, clock=self._steady_clock,
             autostart=False)
+        # Runs only while a start waits to discover its client's command publisher.
+        self._discovery_waits = DiscoveryWaits(time.monotonic)
+        self._discovery_timer = self.create_timer(
+            DISCOVERY_POLL_S, self._check_discovery, clock=self._steady_clock, autostart=False)
         # Writers per heartbeat topic, counted once per check for both of its uses.
         self._writer_counts: Dict[str, int] = {}
         self._presence = WriterPresence(lambda topic: self._writer_counts[topic])
@@ -284,7 +299,7 @@ class SessionManager(Node):
             session = await self._open(request, client)
         except SessionError as error:
             response.success, response.message = False, str(error)
-            self.get_logger().warning(f'start refused for {client}: {error}')
+            self.get_logger().warning(f'start refused for {quoted(client)}: {error}')
             return response
         response.success = True
         response.message = 'resumed' if request.resume_session_id else 'started'
@@ -301,13 +316,17 @@ class SessionManager(Node):
     async def _open(self, request: StartSession.Request, client: str) -> Session:
         """Check, wait for discovery, then start or resume the session; raise SessionError."""
         topic = request.heartbeat_topic
-        if self._exiting:
-            raise SessionError('the robot is shutting down')
         if not topic:
             raise SessionError('heartbeat_topic is required (see StartSession.srv)')
-        if self._connectivity_lost is not None and not request.local:
-            raise SessionError(f'the robot has lost connectivity ({self._connectivity_lost}); '
-                               'only local sessions may start')
+        if len(client) > MAX_CLIENT_NAME_LENGTH:
+            raise SessionError(f'client name {quoted(client)} is longer than '
+                               f'{MAX_CLIENT_NAME_LENGTH} characters')
+        if request.client_node:
+            try:
+                check_node_name(request.client_node, 'client_node')
+            except ValueError as error:
+                raise SessionError(str(error)) from error
+        self._check_may_start(request)
         requested = request.requested_window
         if requested.nanosec >= NANOSECONDS_PER_SECOND:
             # builtin_interfaces/Duration keeps nanosec below one second; taking 2^32-1 as
@@ -319,13 +338,18 @@ class SessionManager(Node):
         window_s = self._table.window_for(
             client, duration_to_seconds(request.requested_window), resume_id)
         resume_handle = self._table.handle_of(resume_id, 'resume') if resume_id else ''
-        known = self._heartbeat_topics.get(topic)
-        if known is not None and known.handle != resume_handle:
-            raise SessionError(f'heartbeat topic {topic} belongs to another session')
+        self._check_topic_free(topic, resume_handle)
         if request.client_node and not await self._discovered(request.client_node):
             raise SessionError(
-                f'the robot did not discover the command publisher of {request.client_node} '
+                'the robot did not discover the command publisher of '
+                f'{quoted(request.client_node)} '
                 f'within {self._discovery_timeout_s} s')
+        # Again, after the wait and with no wait from here to the attach: meanwhile the robot
+        # may have begun to shut down or lost connectivity (and closed the sessions it had),
+        # or another start may have taken the topic; two sessions on one topic would share one
+        # watch, and the first to end would leave the other held alive with nothing watching.
+        self._check_may_start(request)
+        known = self._check_topic_free(topic, resume_handle)
         in_use = dict(self.get_topic_names_and_types()).get(topic, [HEARTBEAT_TYPE])
         if in_use != [HEARTBEAT_TYPE]:
             raise SessionError(f'heartbeat topic {topic} is in use with type '
@@ -349,6 +373,21 @@ class SessionManager(Node):
         self._attach_heartbeat_topic(session, topic)
         self._arm_expiry_timer()
         return session
+
+    def _check_may_start(self, request: StartSession.Request) -> None:
+        """Raise SessionError while the robot takes no new sessions of this kind."""
+        if self._exiting:
+            raise SessionError('the robot is shutting down')
+        if self._connectivity_lost is not None and not request.local:
+            raise SessionError(f'the robot has lost connectivity ({self._connectivity_lost}); '
+                               'only local sessions may start')
+
+    def _check_topic_free(self, topic: str, resume_handle: str) -> Optional[_HeartbeatTopic]:
+        """Return what is known of `topic`; raise SessionError if another session has it."""
+        known = self._heartbeat_topics.get(topic)
+        if known is not None and known.handle != resume_handle:
+            raise SessionError(f'heartbeat topic {topic} belongs to another session')
+        return known
 
     async def _on_end(self, request: EndSession.Request,
                       response: EndSession.Response) -> EndSession.Response:
@@ -535,7 +574,7 @@ class SessionManager(Node):
             return
         if name not in self._links and name not in self._external:
             self._reject_command(
-                message, f'unknown resource {name!r}: not an actuator '
+                message, f'unknown resource {quoted(name)}: not an actuator '
                 f'({", ".join(sorted(self._links)) or "none"}) nor an external resource '
                 f'({", ".join(self._external.names) or "none"})')
             return
@@ -815,21 +854,24 @@ class SessionManager(Node):
 
     async def _discovered(self, client_node: str) -> bool:
         """Wait (bounded) until this node knows the client's command writer."""
-        def seen() -> bool:
-            return any(f'{info.node_namespace.rstrip("/")}/{info.node_name}' == client_node
-                       for info in self.get_publishers_info_by_topic(self._command_topic))
-
-        if seen():
+        if client_node in self._command_publishers():
             return True
         found = Future()
-        poller = self.create_timer(
-            DISCOVERY_POLL_S, lambda: found.done() or not seen() or found.set_result(True),
-            clock=self._steady_clock, callback_group=self._waiting)
-        try:
-            return await self._bounded(found, self._discovery_timeout_s)
-        finally:
-            poller.cancel()
-            self.destroy_timer(poller)
+        self._discovery_waits.add(client_node, self._discovery_timeout_s, found.set_result)
+        if self._discovery_timer.is_canceled():
+            self._discovery_timer.reset()
+        return await found
+
+    def _check_discovery(self) -> None:
+        """Conclude the starts waiting for their client's command writer (DiscoveryWaits)."""
+        self._discovery_waits.check(self._command_publishers())
+        if not self._discovery_waits:
+            self._discovery_timer.cancel()
+
+    def _command_publishers(self) -> Set[str]:
+        """Return the fully qualified names of the nodes that publish on ~/command."""
+        return {f'{info.node_namespace.rstrip("/")}/{info.node_name}'
+                for info in self.get_publishers_info_by_topic(self._command_topic)}
 
     async def _stop_and_wait(self, names: List[str]) -> List[str]:
         """Stop them and what stops with them, wait (bounded); return the names not confirmed."""

@@ -24,6 +24,7 @@ import secrets
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from viam_session.sessions.command_auth import tag_matches
+from viam_session.sessions.quoting import quoted
 
 __all__ = ['NotAuthenticated', 'over_reason', 'Session', 'SessionError', 'SessionLimits',
            'SessionTable', 'StoppedSession']
@@ -210,7 +211,7 @@ class SessionTable:
         live = self._sessions.get(handle)
         ended = self._ended.get(handle)
         if live is None and ended is None:
-            raise NotAuthenticated(f'command refused: unknown session {handle!r}')
+            raise NotAuthenticated(f'command refused: unknown session {quoted(handle)}')
         secret = live.secret if live is not None else ended.secret
         if not tag_matches(secret, handle, resource, value, sequence, tag):
             raise NotAuthenticated(
@@ -285,7 +286,7 @@ class SessionTable:
         if session is not None:
             return sorted(session.owned)
         if handle not in self._ended:
-            raise SessionError(f'stop refused: unknown session {handle!r}')
+            raise SessionError(f'stop refused: unknown session {quoted(handle)}')
         return [name for name in self._ended[handle].owned if name not in self._owner_of]
 
     def next_deadline(self) -> Optional[float]:
@@ -326,7 +327,7 @@ class SessionTable:
         if handle in self._ended:
             raise SessionError(
                 f'{action} refused: session {handle} is over, {self._ended[handle].reason}')
-        raise SessionError(f'{action} refused: unknown session {handle!r}')
+        raise SessionError(f'{action} refused: unknown session {quoted(handle)}')
 
     def _remove(self, handle: str, reason: str, over: str = '') -> StoppedSession:
         """Remove a live session; `over` is how later refusals say it ended (else `reason`)."""

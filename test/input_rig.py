@@ -1,0 +1,228 @@
+"""
+A real session manager for tests of what clients may send it, with a healthy probe beside.
+
+The robot has two motors: `/motor`, driven by a probe session (a `session_client` process
+heartbeating a 2 s window) that nothing under test may disturb, and `/spare`, free for the
+sessions the requests under test open. `InputRig.probe_problems()` lists what went wrong,
+if anything, with what must hold throughout: the manager's and the probe's processes alive,
+the probe's session listed, no event of its end, and every PWM change of `/motor` on the chip
+since the probe started at the probe's power.
+"""
+
+import itertools
+import os
+from pathlib import Path
+import threading
+import time
+from typing import Iterator, List, Sequence, Tuple
+
+from builtin_interfaces.msg import Duration
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.node import Node
+from rclpy.publisher import Publisher
+from rclpy.qos import QoSProfile
+
+from viam_session.sessions.heartbeat_watch import heartbeat_qos
+from viam_session.time_convert import seconds_to_duration
+from viam_session_harness.sim_robot import MotorSpec, SimRobot, Stamped
+from viam_session_interfaces.msg import Heartbeat, SessionCommand, SessionEvent
+from viam_session_interfaces.srv import (
+    EndSession, ListSessions, StartSession, StopSessionResources)
+
+from conftest import next_domain  # noqa: I100 - the tests' own helper
+
+__all__ = ['assert_probe_untouched', 'DEADLINE_S', 'InputRig', 'input_rig', 'MANAGER',
+           'PROBE_POWER', 'SPARE']
+
+PROBE_POWER = 0.5
+PROBE_WINDOW_S = 2.0
+SPARE = '/spare'
+DEADLINE_S = 30.0
+# The rig's heartbeat writers assert this often (windows of its live sessions: 2 s).
+ASSERTION_PERIOD_S = 0.05
+MANAGER = '/session_manager'
+
+
+class InputRig:
+    """A SimRobot with the probe running, and a node of the test's own for odd writers."""
+
+    def __init__(self, robot: SimRobot) -> None:
+        self.robot = robot
+        self.probe = robot.start_client(resource='/motor', value=PROBE_POWER, name='probe',
+                                        window_s=PROBE_WINDOW_S)
+        self.probe_id = self.probe.wait_for('started', DEADLINE_S)['session_id']
+        self._running = robot.wait_for_duty('motor', lambda duty: duty == PROBE_POWER)
+        self.probe_topic = next(s.heartbeat_topic for s in self.sessions()
+                                if s.session_id == self.probe_id)
+        self._context = Context()
+        rclpy.init(context=self._context, domain_id=int(robot.env['ROS_DOMAIN_ID']))
+        # Not spun: it only writes (publishers, liveliness assertions, raw bytes).
+        self.node = Node('input_rig', context=self._context, enable_rosout=False,
+                         start_parameter_services=False)
+        self._commands = self.node.create_publisher(SessionCommand, f'{MANAGER}/command', 100)
+        self._sentinels = itertools.count()
+        self._topics = itertools.count()
+        self._foreign: List[Tuple[Context, Node]] = []
+        # Heartbeat writers of live sessions, asserted from a thread (as a client does).
+        self._writers: List[Publisher] = []
+        self._writers_lock = threading.Lock()
+        self._closing = threading.Event()
+        self._asserter = threading.Thread(target=self._assert_writers, daemon=True)
+        self._asserter.start()
+
+    def close(self) -> None:
+        self._closing.set()
+        self._asserter.join(timeout=5)
+        for context, node in [*self._foreign, (self._context, self.node)]:
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+
+    def topic(self) -> str:
+        """Return a heartbeat topic name nobody has used."""
+        return f'/inputs/hb_{next(self._topics)}'
+
+    def live_session(self, client: str = 'live', window_s: float = 2.0) -> Tuple[str, str]:
+        """Start a session whose heartbeat writer this rig asserts; return its id and topic."""
+        topic = self.topic()
+        self.writer(topic, window_s)
+        started = self.start(client, topic, window=seconds_to_duration(window_s))
+        assert started.success, started.message
+        return started.session_id, topic
+
+    def writer(self, topic: str, window_s: float) -> Publisher:
+        """Create a heartbeat writer on `topic`, asserted from now on, as a client's is."""
+        writer = self.node.create_publisher(Heartbeat, topic, heartbeat_qos(window_s))
+        writer.assert_liveliness()
+        with self._writers_lock:
+            self._writers.append(writer)
+        return writer
+
+    def silence(self, topic: str) -> None:
+        """Stop asserting the writer on `topic`: its session expires a window later."""
+        with self._writers_lock:
+            self._writers = [w for w in self._writers if w.topic_name != topic]
+
+    def foreign(self, name: str = '') -> Node:
+        """Return a node in a ROS context (a DDS participant) of its own, not spun."""
+        context = Context()
+        rclpy.init(context=context, domain_id=int(self.robot.env['ROS_DOMAIN_ID']))
+        node = Node(name or f'foreign_{len(self._foreign)}', context=context, enable_rosout=False,
+                    start_parameter_services=False)
+        self._foreign.append((context, node))
+        return node
+
+    def _assert_writers(self) -> None:
+        while not self._closing.wait(ASSERTION_PERIOD_S):
+            with self._writers_lock:
+                writers = list(self._writers)
+            for writer in writers:
+                writer.assert_liveliness()
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def start(self, client: str = 'tester', heartbeat_topic: str = '', *,
+              window: Duration = Duration(), **fields: object) -> StartSession.Response:
+        request = StartSession.Request(client=client, heartbeat_topic=heartbeat_topic, **fields)
+        request.requested_window = window
+        return self.robot.call(f'{MANAGER}/start_session', request, timeout_s=DEADLINE_S)
+
+    def end(self, session_id: str) -> EndSession.Response:
+        return self.robot.call(f'{MANAGER}/end_session', EndSession.Request(session_id=session_id),
+                               timeout_s=DEADLINE_S)
+
+    def stop(self, session_id: str) -> StopSessionResources.Response:
+        return self.robot.call(f'{MANAGER}/stop_session_resources',
+                               StopSessionResources.Request(session_id=session_id),
+                               timeout_s=DEADLINE_S)
+
+    def sessions(self) -> List:
+        return self.robot.call(f'{MANAGER}/list_sessions', ListSessions.Request(),
+                               timeout_s=DEADLINE_S).sessions
+
+    def command(self, session_id: str, resource: str, value: float) -> None:
+        """Publish a SessionCommand without waiting for it (see `rejection` and `drain`)."""
+        self.wait_for_subscriber(self._commands)
+        self._commands.publish(SessionCommand(session_id=session_id, resource=resource,
+                                              value=value))
+
+    def rejection(self, session_id: str, after_ns: int) -> Stamped:
+        """Wait for the manager's rejection of a command of `session_id` sent after `after_ns`."""
+        return self.robot.rejections.wait_for(
+            lambda s: s.message.session_id == session_id and s.t_ns > after_ns, DEADLINE_S,
+            f'a rejection for session id {session_id[:40]!r}')
+
+    def drain(self) -> None:
+        """Return once the manager has handled every command this rig published so far."""
+        sentinel = f'sentinel {next(self._sentinels)}'
+        sent_ns = time.monotonic_ns()
+        self.command(sentinel, '/sentinel', 0.0)
+        self.rejection(sentinel, sent_ns)
+
+    def publisher(self, message_type: type, topic: str, qos: QoSProfile) -> Publisher:
+        return self.node.create_publisher(message_type, topic, qos)
+
+    def wait_for_subscriber(self, publisher: Publisher) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while publisher.get_subscription_count() == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'nobody subscribes to {publisher.topic_name}')
+            time.sleep(0.005)  # the ROS graph has no event to wait on here
+
+    # --- the probe -----------------------------------------------------------------------------
+
+    def probe_problems(self) -> List[str]:
+        """Return what is wrong with the probe and the manager (nothing when untouched)."""
+        problems = []
+        if self.robot.process('session_manager').poll() is not None:
+            return ['the session manager exited']
+        if self.probe.process.poll() is not None:
+            problems.append('the probe client exited')
+        lost = self.probe.last('lost')
+        if lost is not None:
+            problems.append(f'the probe was told its session is over: {lost}')
+        over = [s.message for s in self.robot.events.snapshot()
+                if s.message.session_id == self.probe_id
+                and s.message.state != SessionEvent.STARTED]
+        if over:
+            problems.append(f'the probe session ended: {over}')
+        if self.probe_id not in [s.session_id for s in self.sessions()]:
+            problems.append('the probe session is not listed')
+        changes = [c for c in self.robot.chip_changes('motor') if c.t_ns > self._running.t_ns]
+        off = [c for c in changes if c.value != PROBE_POWER]
+        if off:
+            problems.append(f"the probe's motor changed: {off[:5]}")
+        return problems
+
+
+def robot_for_inputs(tmp_path: Path, manager_parameters: Sequence[str] = ()) -> SimRobot:
+    env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain()))
+    return SimRobot(workdir=tmp_path, env=env, default_window_s=0.5,
+                    motors=(MotorSpec('motor', 12, 16), MotorSpec(SPARE[1:], 13, 17)),
+                    manager_parameters=manager_parameters)
+
+
+def input_rig(tmp_path: Path, manager_parameters: Sequence[str] = ()) -> Iterator[InputRig]:
+    """Yield a started InputRig (for a fixture); print the robot's logs if the probe suffered."""
+    robot = robot_for_inputs(tmp_path, manager_parameters)
+    rig = None
+    healthy = False
+    try:
+        robot.start()
+        rig = InputRig(robot)
+        yield rig
+        healthy = not rig.probe_problems()
+    finally:
+        if rig is not None:
+            rig.close()
+        robot.close()
+        if not healthy:
+            for log in sorted(tmp_path.glob('*.log')):
+                print(f'--- {log.name}\n{log.read_text()[-20000:]}')
+
+
+def assert_probe_untouched(rig: InputRig) -> None:
+    problems = rig.probe_problems()
+    if problems:
+        pytest.fail('; '.join(problems))

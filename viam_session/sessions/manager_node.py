@@ -72,6 +72,7 @@ from viam_session.sessions.described_resources import described_resources, Descr
 from viam_session.sessions.diagnostics import actuator_status, ActuatorView, session_status
 from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HEARTBEAT_TYPE, HeartbeatWatch
+from viam_session.sessions.keepalive import KeepAlives
 from viam_session.sessions.table import (
     Session, SessionError, SessionLimits, SessionTable, StoppedSession)
 from viam_session.sessions.writer_presence import WriterPresence
@@ -121,6 +122,7 @@ class SessionManager(Node):
         # Set first: destroy_node also runs for a node whose parameters were refused.
         self._connectivity: Optional[ConnectivityWatch] = None
         self._watch: Optional[HeartbeatWatch] = None
+        self._keepalives: Optional[KeepAlives] = None
         super().__init__(node_name, **kwargs)
         limits = SessionLimits(
             default_window_s=declare_float(
@@ -227,11 +229,11 @@ class SessionManager(Node):
         self._expiry_timer = self.create_timer(
             3600.0, self._on_expiry_timer, clock=self._steady_clock, autostart=False)
         self._expiry_armed_for: Optional[float] = None
-        # Runs only while something is driven (a command restarts it), so an idle manager
-        # does not wake ten times a second.
-        self._keepalive_timer = self.create_timer(
-            self._keepalive_period_s, self._send_keepalives, clock=self._steady_clock,
-            autostart=False)
+        # From a thread of their own (keepalive.py: why, and why a lapse ends them).
+        self._keepalives = KeepAlives(
+            period_s=self._keepalive_period_s,
+            on_lapse=lambda names, late_s: self._post(self._on_keepalives_lapsed, names, late_s),
+            name=f'{self.get_name()}_keepalives')
         self._presence = WriterPresence(self.count_publishers)
         self.create_timer(PRESENCE_CHECK_PERIOD_S, self._check_writers_present,
                           clock=self._steady_clock)
@@ -247,6 +249,8 @@ class SessionManager(Node):
 
     def destroy_node(self) -> None:
         """Stop the connectivity and heartbeat watches, then the node."""
+        if self._keepalives is not None:
+            self._keepalives.close()
         if self._connectivity is not None:
             self._connectivity.stop()
         if self._watch is not None:
@@ -393,11 +397,13 @@ class SessionManager(Node):
 
     # --- heartbeats ----------------------------------------------------------------------------
 
-    def _post(self, callback, *args: object) -> None:
+    def _post(self, callback, *args: object) -> bool:
         """Run `callback(*args)` on this node's executor thread (safe from any thread)."""
         executor = self.executor
-        if executor is not None:
-            executor.create_task(callback, *args)
+        if executor is None:
+            return False
+        executor.create_task(callback, *args)
+        return True
 
     def _attach_heartbeat_topic(self, session: Session, topic: str) -> None:
         """Make `topic` the session's heartbeat topic, replacing an earlier one (resume)."""
@@ -491,26 +497,43 @@ class SessionManager(Node):
         if link.stopped_by_manager:
             self._reactivate_then_send(link, message.value)
         else:
-            link.send(message.value)
-        if self._keepalive_timer.is_canceled():
-            self._keepalive_timer.reset()
+            self._drive(link, message.value)
 
-    def _send_keepalives(self) -> None:
+    def _drive(self, link: ActuatorLink, value: float) -> None:
         """
-        Send each driven actuator's last command again, so its watchdog does not stop it.
+        Send `value` to the actuator, then keep it alive until the manager stops it.
 
-        Driven: not stopped by this manager, and owned by a live session (or, with automatic
-        stop off, not yet stopped by the integrator). When the manager dies or stalls, these
-        stop and so does every self-protecting driver.
+        With automatic stop off an actuator stays driven after its session is over, until the
+        integrator stops it (`_stop`).
         """
-        sent = False
-        for name, link in () if self._exiting else self._links.items():
-            driven = self._table.owner_of(name) is not None or not self._automatic_stop
-            if driven and link.last_value is not None and not link.stopped_by_manager:
-                link.send(link.last_value)
-                sent = True
-        if not sent:
-            self._keepalive_timer.cancel()
+        link.send(value)
+        self._keepalives.drive(link.name, link.send, value, lapse_s=self._lapse_s(link))
+
+    def _lapse_s(self, link: ActuatorLink) -> float:
+        """
+        Return the keep-alive gap after which the driver may have stopped by its watchdog.
+
+        Its timeout less one period for the delivery; with no driver known yet, the lease of
+        the commands (which a driver's timeout must exceed).
+        """
+        period_s = self._keepalive_period_s
+        timeout_s = link.watchdog_timeout_s()
+        if timeout_s is None:
+            return KEEPALIVE_LEASE_PERIODS * period_s
+        return max(timeout_s - period_s, period_s)
+
+    def _on_keepalives_lapsed(self, names: List[str], gap_s: float) -> None:
+        """Keep-alives stopped for longer than a watchdog allows: left to the watchdogs."""
+        self.get_logger().error(
+            f'keep-alives lapsed: {gap_s * 1e3:.0f} ms between two rounds (the manager was '
+            f'stalled); {names} left to the watchdogs of their drivers (safe) until their owner '
+            'commands them again')
+        for name in names:
+            owner = self._table.owner_of(name)
+            if owner is not None:
+                self._reject(owner, 'command', f'keep-alives to {name} lapsed for '
+                             f'{gap_s * 1e3:.0f} ms (the robot was stalled): its driver may '
+                             'have stopped it; send the command again to drive it')
 
     # --- expiry, connectivity, shutdown --------------------------------------------------------
 
@@ -604,6 +627,7 @@ class SessionManager(Node):
         Runs outside the executor thread while it still spins (see the module docstring).
         """
         self._exiting = True
+        self._keepalives.close()
         if self._supervisor and self._ordered_exit_timeout_s > 0:
             watch = self.create_timer(EXIT_POLL_S, self._check_exit_wait_over,
                                       clock=self._steady_clock)
@@ -661,6 +685,8 @@ class SessionManager(Node):
                 futures[name] = self._external.stop(name)
                 continue
             link = self._links[name]
+            # Before the stop: no keep-alive may reach the driver after it.
+            self._keepalives.release(name)
             link.stopped_by_manager = True
             link.stops += 1
             future = link.deactivate()
@@ -796,7 +822,7 @@ class SessionManager(Node):
                 link.stopped_by_manager = False
                 link.problem = ''
                 if owner is not None:
-                    link.send(link.pending_value)
+                    self._drive(link, link.pending_value)
             else:
                 link.problem = 'reactivation for a new session refused'
 

@@ -20,9 +20,9 @@ stopped, and sessions may have expired without the manager knowing yet: on SIGCO
 SIGSTOP longer than a window, a keep-alive used to reach the driver before the pending
 liveliness loss was handled, and the motor of a session that was over ran again for a few
 milliseconds. So a lapsed actuator is not sent anything more: it is left to its watchdog
-(safe), `on_lapse` is told, and only its owner's next command drives it again, once the
-manager has caught up with what happened meanwhile. Nothing else is waited for, so this does
-not depend on how soon the pending events arrive.
+(safe) and `on_lapse` is told; what drives it again is the owner's decision (the session
+manager: the owner's next command, or one window of the owner's session later if the session
+is still live then; see docs/design.md).
 
 `KeepAliveRounds` decides (ROS-free, clock injected); `KeepAlives` runs it in a thread.
 """
@@ -31,7 +31,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
-__all__ = ['KeepAliveRounds', 'KeepAlives', 'Send']
+__all__ = ['KeepAliveRounds', 'KeepAlives', 'LapsedActuators', 'Send']
 
 Send = Callable[[float], None]
 
@@ -65,16 +65,17 @@ class KeepAliveRounds:
     def driven(self) -> List[str]:
         return sorted(self._driven)
 
-    def take_round(self, now: float) -> Tuple[List[Tuple[Send, float]], List[str]]:
+    def take_round(self, now: float) -> Tuple[List[Tuple[Send, float]], Dict[str, float]]:
         """
-        Return (what to send now, what lapsed).
+        Return (what to send now, what lapsed: name -> its last value).
 
         An actuator whose lapse time is shorter than the time since the previous round
         lapses: it is released and sent nothing.
         """
         gap = 0.0 if self._last_round is None else now - self._last_round
         self._last_round = now
-        lapsed = sorted(name for name, (_, _, lapse_s) in self._driven.items() if gap > lapse_s)
+        lapsed = {name: value for name, (_, value, lapse_s) in sorted(self._driven.items())
+                  if gap > lapse_s}
         for name in lapsed:
             del self._driven[name]
         return [(send, value) for send, value, _ in self._driven.values()], lapsed
@@ -84,14 +85,15 @@ class KeepAlives:
     """
     Run `KeepAliveRounds` every `period_s` in a daemon thread.
 
-    `on_lapse(names, gap_s)` is told which actuators lapsed and how long the gap was.
+    `on_lapse(lapsed, gap_s)` is told which actuators lapsed, with their last values, and how
+    long the gap was.
 
     `drive`, `release`, `release_all` and `close` may be called from any thread;
-    `on_lapse(names, late_s)` is called from the keep-alive thread after a lapse (post it to
-    the owner's thread). The thread sleeps while nothing is driven.
+    `on_lapse` is called from the keep-alive thread (post it to the owner's thread). The
+    thread sleeps while nothing is driven.
     """
 
-    def __init__(self, *, period_s: float, on_lapse: Callable[[List[str], float], None],
+    def __init__(self, *, period_s: float, on_lapse: Callable[[Dict[str, float], float], None],
                  clock: Callable[[], float] = time.monotonic, name: str = 'keepalives') -> None:
         self.period_s = period_s
         self._rounds = KeepAliveRounds()
@@ -148,3 +150,41 @@ class KeepAlives:
                     send(value)
             if lapsed:
                 self._on_lapse(lapsed, gap_s)
+
+
+class LapsedActuators:
+    """
+    Actuators whose keep-alives lapsed, and when each may be driven again (ROS-free).
+
+    One window of its owner's session after the lapse was handled, if that session still owns
+    it then: by that time every loss of liveliness that was due during the stall has been
+    reported. A later lapse (the manager stalled again) restarts every wait.
+    """
+
+    def __init__(self) -> None:
+        # name -> (owner session id, value to drive, owner's window, when it may resume)
+        self._lapsed: Dict[str, Tuple[str, float, float, float]] = {}
+
+    def add(self, name: str, owner: str, value: float, *, window_s: float,
+            now: float) -> None:
+        for other, (other_owner, other_value, other_window_s, _) in list(self._lapsed.items()):
+            self._lapsed[other] = (other_owner, other_value, other_window_s, now + other_window_s)
+        self._lapsed[name] = (owner, value, window_s, now + window_s)
+
+    def discard(self, name: str) -> None:
+        """Forget `name`: its owner commanded it again, or the manager stopped it."""
+        self._lapsed.pop(name, None)
+
+    def next_resume(self) -> Optional[float]:
+        return min((entry[3] for entry in self._lapsed.values()), default=None)
+
+    def take_due(self, now: float,
+                 owner_of: Callable[[str], Optional[str]]) -> List[Tuple[str, float]]:
+        """Remove what is due; return (name, value) of those their owner still owns."""
+        due = [name for name, entry in self._lapsed.items() if entry[3] <= now]
+        resumed = []
+        for name in due:
+            owner, value, _, _ = self._lapsed.pop(name)
+            if owner_of(name) == owner:
+                resumed.append((name, value))
+        return resumed

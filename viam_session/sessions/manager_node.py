@@ -72,7 +72,7 @@ from viam_session.sessions.described_resources import described_resources, Descr
 from viam_session.sessions.diagnostics import actuator_status, ActuatorView, session_status
 from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HEARTBEAT_TYPE, HeartbeatWatch
-from viam_session.sessions.keepalive import KeepAlives
+from viam_session.sessions.keepalive import KeepAlives, LapsedActuators
 from viam_session.sessions.table import (
     Session, SessionError, SessionLimits, SessionTable, StoppedSession)
 from viam_session.sessions.writer_presence import WriterPresence
@@ -111,8 +111,9 @@ STATE_NAMES = {SessionEvent.STARTED: 'started', SessionEvent.EXPIRED: 'expired',
 class _HeartbeatTopic:
     """What the manager knows of one session's heartbeat topic."""
 
-    session_id: str
+    session_id: str  # or a start request's own mark while that request waits (_open)
     alive: bool = False
+    incompatible: str = ''  # a QoS policy a writer could not match with, while waiting
 
 
 class SessionManager(Node):
@@ -232,8 +233,11 @@ class SessionManager(Node):
         # From a thread of their own (keepalive.py: why, and why a lapse ends them).
         self._keepalives = KeepAlives(
             period_s=self._keepalive_period_s,
-            on_lapse=lambda names, late_s: self._post(self._on_keepalives_lapsed, names, late_s),
+            on_lapse=lambda lapsed, gap_s: self._post(self._on_keepalives_lapsed, lapsed, gap_s),
             name=f'{self.get_name()}_keepalives')
+        self._lapsed = LapsedActuators()
+        self._resume_timer = self.create_timer(
+            3600.0, self._on_resume_timer, clock=self._steady_clock, autostart=False)
         self._presence = WriterPresence(self.count_publishers)
         self.create_timer(PRESENCE_CHECK_PERIOD_S, self._check_writers_present,
                           clock=self._steady_clock)
@@ -306,6 +310,10 @@ class SessionManager(Node):
             self._watch.watch(topic, window_s)
         except ValueError as error:
             raise SessionError(str(error)) from error
+        if known is None:
+            pending = self._heartbeat_topics[topic] = _HeartbeatTopic(f'starting {id(request)}')
+            if self.count_publishers(topic):
+                await self._heard(pending, window_s)
         try:
             # Checked again: the session may have expired while discovery was awaited.
             session = self._table.start(
@@ -313,6 +321,7 @@ class SessionManager(Node):
                 remote=not request.local)
         except SessionError:
             if known is None:
+                del self._heartbeat_topics[topic]
                 self._watch.unwatch(topic)
             raise
         self._attach_heartbeat_topic(session, topic)
@@ -415,8 +424,11 @@ class SessionManager(Node):
             self._table.hold(session.session_id, False)
         self._topic_of[session.session_id] = topic
         state = self._heartbeat_topics.setdefault(topic, _HeartbeatTopic(session.session_id))
+        state.session_id = session.session_id  # the start request's mark, while it waited
         if state.alive:
             self._table.hold(session.session_id, True)
+        if state.incompatible:
+            self._on_incompatible(topic, state.incompatible)
 
     def _detach_heartbeat_topic(self, session_id: str) -> None:
         topic = self._topic_of.pop(session_id, '')
@@ -446,7 +458,9 @@ class SessionManager(Node):
 
     def _on_incompatible(self, topic: str, policy: str) -> None:
         state = self._heartbeat_topics.get(topic)
-        if state is not None:
+        if state is not None and state.session_id not in self._topic_of:
+            state.incompatible = policy  # told once the start request has its session
+        elif state is not None:
             self._reject(state.session_id, 'heartbeat',
                          f'the heartbeat writer on {topic} cannot match: incompatible QoS '
                          f'{policy} (reliable, liveliness MANUAL_BY_TOPIC, lease <= window)')
@@ -506,6 +520,7 @@ class SessionManager(Node):
         With automatic stop off an actuator stays driven after its session is over, until the
         integrator stops it (`_stop`).
         """
+        self._lapsed.discard(link.name)
         link.send(value)
         self._keepalives.drive(link.name, link.send, value, lapse_s=self._lapse_s(link))
 
@@ -522,18 +537,45 @@ class SessionManager(Node):
             return KEEPALIVE_LEASE_PERIODS * period_s
         return max(timeout_s - period_s, period_s)
 
-    def _on_keepalives_lapsed(self, names: List[str], gap_s: float) -> None:
-        """Keep-alives stopped for longer than a watchdog allows: left to the watchdogs."""
+    def _on_keepalives_lapsed(self, lapsed: Dict[str, float], gap_s: float) -> None:
+        """
+        Keep-alives stopped for longer than a watchdog allows: left to the watchdogs.
+
+        Each is driven again by its owner's next command, or one window of the owner's session
+        from now if that session still owns it then (docs/design.md, Keep-alive).
+        """
         self.get_logger().error(
             f'keep-alives lapsed: {gap_s * 1e3:.0f} ms between two rounds (the manager was '
-            f'stalled); {names} left to the watchdogs of their drivers (safe) until their owner '
-            'commands them again')
-        for name in names:
+            f'stalled); {sorted(lapsed)} left to the watchdogs of their drivers (safe)')
+        now = time.monotonic()
+        for name, value in lapsed.items():
             owner = self._table.owner_of(name)
-            if owner is not None:
-                self._reject(owner, 'command', f'keep-alives to {name} lapsed for '
-                             f'{gap_s * 1e3:.0f} ms (the robot was stalled): its driver may '
-                             'have stopped it; send the command again to drive it')
+            session = self._table.get(owner) if owner is not None else None
+            if session is None:
+                continue  # over, or with automatic stop off no longer owned: not resumed
+            self._lapsed.add(name, owner, value, window_s=session.window_s, now=now)
+            self._reject(owner, 'command', f'keep-alives to {name} lapsed for '
+                         f'{gap_s * 1e3:.0f} ms (the robot was stalled): its driver may have '
+                         f'stopped it; driven again by the next command, or in '
+                         f'{session.window_s:g} s if the session still owns it then')
+        self._arm_resume_timer()
+
+    def _arm_resume_timer(self) -> None:
+        self._resume_timer.cancel()
+        resume = self._lapsed.next_resume()
+        if resume is not None:
+            delay = max(resume - time.monotonic(), MIN_TIMER_DELAY_S)
+            self._resume_timer.timer_period_ns = int(delay * 1e9)
+            self._resume_timer.reset()
+
+    def _on_resume_timer(self) -> None:
+        """Drive again what lapsed a window ago, if the same live session still owns it."""
+        for name, value in self._lapsed.take_due(time.monotonic(), self._table.owner_of):
+            link = self._links[name]
+            if not link.stopped_by_manager and not self._exiting:
+                self.get_logger().info(f'{name}: driven again after its keep-alives lapsed')
+                self._drive(link, value)
+        self._arm_resume_timer()
 
     # --- expiry, connectivity, shutdown --------------------------------------------------------
 
@@ -687,6 +729,7 @@ class SessionManager(Node):
             link = self._links[name]
             # Before the stop: no keep-alive may reach the driver after it.
             self._keepalives.release(name)
+            self._lapsed.discard(name)
             link.stopped_by_manager = True
             link.stops += 1
             future = link.deactivate()
@@ -722,6 +765,27 @@ class SessionManager(Node):
                 self.get_logger().warning(f'{name} refused to deactivate; it is {label}')
 
         state.add_done_callback(on_state)
+
+    async def _heard(self, state: _HeartbeatTopic, timeout_s: float) -> bool:
+        """
+        Wait (bounded) until a heartbeat writer that is already there is seen alive.
+
+        Its window must not run while the manager's new subscription and the writer are still
+        matching each other: when that took longer than the window (seen under load), a healthy
+        session expired one window after its start without a liveliness report ever reaching
+        the manager. A writer created after the start request (allowed) is not waited for.
+        """
+        if state.alive:
+            return True
+        heard = Future()
+        poller = self.create_timer(
+            DISCOVERY_POLL_S, lambda: heard.done() or not state.alive or heard.set_result(True),
+            clock=self._steady_clock, callback_group=self._waiting)
+        try:
+            return await self._bounded(heard, timeout_s)
+        finally:
+            poller.cancel()
+            self.destroy_timer(poller)
 
     async def _discovered(self, client_node: str) -> bool:
         """Wait (bounded) until this node knows the client's command writer."""

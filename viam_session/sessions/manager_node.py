@@ -784,7 +784,8 @@ class SessionManager(Node):
         try:
             return await self._bounded(heard, timeout_s)
         finally:
-            poller.cancel()
+            # Destroyed without cancelling first: a task closed at shutdown must not raise
+            # InvalidHandle from cancel().
             self.destroy_timer(poller)
 
     async def _discovered(self, client_node: str) -> bool:

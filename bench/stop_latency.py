@@ -33,7 +33,9 @@ The impairment forwarder also records when it wrote each writer's liveliness ass
 the robot's namespace (`netfault.rtps_liveliness`); the CSV has the figure from that last
 heartbeat received (`stop_minus_received_window_ms`), empty and counted `unseen` when the
 forwarder saw none of the owner's assertions, which happens for most sessions of the 1- and
-10-session sets and is not explained yet. An actuator stopped while its session
+10-session sets and is not explained yet. The table uses the figure from the last heartbeat
+received wherever there is one (the manager's window runs from what reached it), and the one
+from the last heartbeat sent only for the `unseen` figures. An actuator stopped while its session
 still heartbeated (a false expiry, before the client stopped asserting) is marked
 `expired_before_fault` and left out of the table.
 
@@ -189,9 +191,13 @@ def summarise(rows: List[Dict[str, object]]) -> List[Dict[str, object]]:
         if row['expired_before_fault']:
             cell['false_expiries'] += 1
             continue
-        cell['values'].append(float(row['stop_minus_window_ms']))
+        # From what the robot received: the manager's window runs from the last assertion
+        # that reached it, not from the last one the client sent.
         if row['stop_minus_received_window_ms'] is None:
             cell['unobserved'] += 1     # the forwarder saw none of its owner's assertions
+            cell['values'].append(float(row['stop_minus_window_ms']))
+        else:
+            cell['values'].append(float(row['stop_minus_received_window_ms']))
     summary = []
     for (fault, window_s, sessions, actuators), cell in cells.items():
         values = cell['values']

@@ -2,7 +2,8 @@
 `session_client`: open a session, drive one actuator, keep heartbeating until stopped.
 
 Prints one JSON object per line (started, heartbeat, rejected, lost, ended) with CLOCK_MONOTONIC
-timestamps, so a demo or a test can tell exactly when the last heartbeat left.
+timestamps, so a demo or a test can tell exactly when the last heartbeat left: a heartbeat's
+is taken just before its liveliness assertion, which cannot have left before it.
 """
 
 import argparse
@@ -62,7 +63,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         client = SessionClient(
             client_name=args.name, manager=args.manager, window_s=args.window,
             local=args.local, on_lost=on_lost,
-            on_heartbeat=lambda sequence: _print('heartbeat', sequence=sequence),
+            on_heartbeat=lambda sequence, t_ns: _print('heartbeat', sequence=sequence, t_ns=t_ns),
             on_rejection=lambda refusal: _print('rejected', resource=refusal.resource,
                                                 value=refusal.value, reason=refusal.reason))
     except ValueError as error:

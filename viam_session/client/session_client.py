@@ -133,7 +133,7 @@ class SessionClient:
     def __init__(self, *, client_name: str, manager: str = '/session_manager',
                  window_s: float = 0.0, local: bool = False,
                  on_lost: Optional[Callable[[str], None]] = None,
-                 on_heartbeat: Optional[Callable[[int], None]] = None,
+                 on_heartbeat: Optional[Callable[[int, int], None]] = None,
                  on_rejection: Optional[Callable[[CommandRejected], None]] = None,
                  domain_id: Optional[int] = None) -> None:
         """
@@ -141,7 +141,9 @@ class SessionClient:
 
         `window_s` 0 asks for the robot's default window; `local` is for a client running on
         the robot itself, whose session survives a loss of the robot's connectivity.
-        `on_heartbeat(sequence)` runs after each liveliness assertion, in the heartbeat thread;
+        `on_heartbeat(sequence, t_ns)` runs after each liveliness assertion, in the heartbeat
+        thread; `t_ns` is CLOCK_MONOTONIC just before the assertion was made (read after it, it
+        could be late by the thread's wait for the GIL: a stop measured from it looked early).
         `on_rejection(refusal)` for each refused command of this session, in the client's
         executor thread (see the module docstring).
         """
@@ -406,9 +408,10 @@ class SessionClient:
             if started:
                 self._sequence += 1
             sequence = self._sequence
+        before_ns = time.monotonic_ns()
         self._heartbeat_writer.assert_liveliness()
         if started and self._on_heartbeat is not None:
-            self._on_heartbeat(sequence)
+            self._on_heartbeat(sequence, before_ns)
 
     def _stop_heartbeats(self) -> None:
         self._heartbeats_stopped.set()

@@ -24,9 +24,11 @@ shard's thread fails anyway, `on_failure` is posted: a watch that no longer watc
 unnoticed, since the sessions it held would never expire.
 
 Batches. When a link drops, every session behind it loses liveliness within one assertion
-period. The changes are queued in arrival order, and the first delivery the owner's thread
-runs takes all those queued by then, so the owner can stop everything the lost sessions own
-before it does anything else for them.
+period. The changes are queued in arrival order, and one delivery at a time is posted to the
+owner's thread; it takes all those queued by then, so the owner can stop everything the lost
+sessions own before it does anything else for them. (A delivery per change made a thousand
+expiring sessions a thousand tasks for the owner's executor, which looks at every pending
+task before its timers and subscriptions: the owner was busy for seconds.)
 """
 
 from collections import deque
@@ -135,7 +137,8 @@ class HeartbeatWatch:
     `on_incompatible(topic, policy)` when a writer's QoS cannot match (for instance
     a lease longer than the window); `on_topic_failure(topic, error)` when a topic cannot be
     subscribed to (the watch goes on for every other topic); `on_failure(error)` if a watch
-    thread died. All five are passed to `post`, which must run them on the owner's executor.
+    thread died. All five are passed to `post`, which must run them on the owner's executor
+    and may return False when it could not (no executor yet).
     `watch` and `unwatch` are called from the owner's thread.
     """
 
@@ -157,8 +160,10 @@ class HeartbeatWatch:
         self._on_failure = on_failure
         self._shards: List[_Shard] = []
         self._shard_of: Dict[str, _Shard] = {}
-        # Liveliness changes queued by the shards' threads, not yet delivered.
+        # Liveliness changes queued by the shards' threads, not yet delivered, and whether a
+        # delivery is posted: one at a time, however many changes come.
         self._changes: List[Tuple[str, bool]] = []
+        self._delivery_posted = False
         self._changes_lock = threading.Lock()
 
     def watch(self, topic: str, window_s: float) -> None:
@@ -207,16 +212,22 @@ class HeartbeatWatch:
             self._queue_change(topic, False)
 
     def _queue_change(self, topic: str, alive: bool) -> None:
-        """Queue a change and post its delivery (on a shard's thread)."""
+        """Queue a change and post a delivery unless one is posted already (a shard's thread)."""
         with self._changes_lock:
             self._changes.append((topic, alive))
-        self._post(self._deliver_changes)
+            if self._delivery_posted:
+                return
+            self._delivery_posted = True
+        if self._post(self._deliver_changes) is False:
+            with self._changes_lock:
+                self._delivery_posted = False  # no executor yet: the next change posts again
 
     def _deliver_changes(self) -> None:
         """Hand every change queued so far to the owner (on the owner's thread)."""
         with self._changes_lock:
             changes, self._changes = self._changes, []
-        if changes:  # empty when an earlier delivery took this one's change
+            self._delivery_posted = False
+        if changes:
             self._on_liveliness(changes)
 
     def _incompatible(self, topic: str, info: QoSRequestedIncompatibleQoSInfo) -> None:

@@ -86,6 +86,7 @@ from viam_session.sessions.diagnostics import actuator_status, ActuatorView, ses
 from viam_session.sessions.discovery_waits import DiscoveryWaits
 from viam_session.sessions.external_resources import ExternalResources
 from viam_session.sessions.heartbeat_watch import HEARTBEAT_TYPE, HeartbeatWatch
+from viam_session.sessions.keepalive import KeepAlives, LapsedActuators
 from viam_session.sessions.names import check_node_name
 from viam_session.sessions.quoting import quoted
 from viam_session.sessions.table import (
@@ -133,8 +134,9 @@ STATE_NAMES = {SessionEvent.STARTED: 'started', SessionEvent.EXPIRED: 'expired',
 class _HeartbeatTopic:
     """What the manager knows of one session's heartbeat topic."""
 
-    handle: str
+    handle: str  # or a start request's own mark while that request waits (_open)
     alive: bool = False
+    incompatible: str = ''  # a QoS policy a writer could not match with, while waiting
 
 
 class SessionManager(Node):
@@ -144,6 +146,7 @@ class SessionManager(Node):
         # Set first: destroy_node also runs for a node whose parameters were refused.
         self._connectivity: Optional[ConnectivityWatch] = None
         self._watch: Optional[HeartbeatWatch] = None
+        self._keepalives: Optional[KeepAlives] = None
         super().__init__(node_name, **kwargs)
         limits = SessionLimits(
             default_window_s=declare_float(
@@ -256,11 +259,14 @@ class SessionManager(Node):
         self._expiry_timer = self.create_timer(
             3600.0, self._on_expiry_timer, clock=self._steady_clock, autostart=False)
         self._expiry_armed_for: Optional[float] = None
-        # Runs only while something is driven (a command restarts it), so an idle manager
-        # does not wake ten times a second.
-        self._keepalive_timer = self.create_timer(
-            self._keepalive_period_s, self._send_keepalives, clock=self._steady_clock,
-            autostart=False)
+        # From a thread of their own (keepalive.py: why, and why a lapse ends them).
+        self._keepalives = KeepAlives(
+            period_s=self._keepalive_period_s,
+            on_lapse=lambda lapsed, gap_s: self._post(self._on_keepalives_lapsed, lapsed, gap_s),
+            name=f'{self.get_name()}_keepalives')
+        self._lapsed = LapsedActuators()
+        self._resume_timer = self.create_timer(
+            3600.0, self._on_resume_timer, clock=self._steady_clock, autostart=False)
         # Runs only while a start waits to discover its client's command publisher.
         self._discovery_waits = DiscoveryWaits(time.monotonic)
         self._discovery_timer = self.create_timer(
@@ -284,6 +290,8 @@ class SessionManager(Node):
 
     def destroy_node(self) -> None:
         """Stop the connectivity and heartbeat watches, then the node."""
+        if self._keepalives is not None:
+            self._keepalives.close()
         if self._connectivity is not None:
             self._connectivity.stop()
         if self._watch is not None:
@@ -358,7 +366,13 @@ class SessionManager(Node):
             self._watch.watch(topic, window_s)
         except ValueError as error:
             raise SessionError(str(error)) from error
+        if known is None:
+            pending = self._heartbeat_topics[topic] = _HeartbeatTopic(f'starting {id(request)}')
+            if self.count_publishers(topic):
+                await self._heard(pending, window_s)
         try:
+            # The wait for the writer above kept the topic (its mark), not the robot's state.
+            self._check_may_start(request)
             if self.count_publishers(topic) > 1:   # a valid name: watch() checked it
                 raise SessionError(f'heartbeat topic {topic} has more than one writer; it must '
                                    'have only the one of the client starting the session')
@@ -368,6 +382,7 @@ class SessionManager(Node):
                 remote=not request.local)
         except SessionError:
             if known is None:
+                del self._heartbeat_topics[topic]
                 self._watch.unwatch(topic)
             raise
         self._attach_heartbeat_topic(session, topic)
@@ -469,11 +484,13 @@ class SessionManager(Node):
 
     # --- heartbeats ----------------------------------------------------------------------------
 
-    def _post(self, callback, *args: object) -> None:
+    def _post(self, callback, *args: object) -> bool:
         """Run `callback(*args)` on this node's executor thread (safe from any thread)."""
         executor = self.executor
-        if executor is not None:
-            executor.create_task(callback, *args)
+        if executor is None:
+            return False
+        executor.create_task(callback, *args)
+        return True
 
     def _attach_heartbeat_topic(self, session: Session, topic: str) -> None:
         """Make `topic` the session's heartbeat topic, replacing an earlier one (resume)."""
@@ -485,8 +502,11 @@ class SessionManager(Node):
             self._table.hold(session.handle, False)
         self._topic_of[session.handle] = topic
         state = self._heartbeat_topics.setdefault(topic, _HeartbeatTopic(session.handle))
+        state.handle = session.handle  # the start request's mark, while it waited
         if state.alive:
             self._table.hold(session.handle, True)
+        if state.incompatible:
+            self._on_incompatible(topic, state.incompatible)
 
     def _detach_heartbeat_topic(self, handle: str) -> None:
         topic = self._topic_of.pop(handle, '')
@@ -529,7 +549,9 @@ class SessionManager(Node):
 
     def _on_incompatible(self, topic: str, policy: str) -> None:
         state = self._heartbeat_topics.get(topic)
-        if state is not None:
+        if state is not None and state.handle not in self._topic_of:
+            state.incompatible = policy  # told once the start request has its session
+        elif state is not None:
             self._reject(state.handle, 'heartbeat',
                          f'the heartbeat writer on {topic} cannot match: incompatible QoS '
                          f'{policy} (reliable, liveliness MANUAL_BY_TOPIC, lease <= window)')
@@ -632,26 +654,71 @@ class SessionManager(Node):
         if link.stopped_by_manager:
             self._reactivate_then_send(link, message.value)
         else:
-            link.send(message.value)
-        if self._keepalive_timer.is_canceled():
-            self._keepalive_timer.reset()
+            self._drive(link, message.value)
 
-    def _send_keepalives(self) -> None:
+    def _drive(self, link: ActuatorLink, value: float) -> None:
         """
-        Send each driven actuator's last command again, so its watchdog does not stop it.
+        Send `value` to the actuator, then keep it alive until the manager stops it.
 
-        Driven: not stopped by this manager, and owned by a live session (or, with automatic
-        stop off, not yet stopped by the integrator). When the manager dies or stalls, these
-        stop and so does every self-protecting driver.
+        With automatic stop off an actuator stays driven after its session is over, until the
+        integrator stops it (`_stop`).
         """
-        sent = False
-        for name, link in () if self._exiting else self._links.items():
-            driven = self._table.owner_of(name) is not None or not self._automatic_stop
-            if driven and link.last_value is not None and not link.stopped_by_manager:
-                link.send(link.last_value)
-                sent = True
-        if not sent:
-            self._keepalive_timer.cancel()
+        self._lapsed.discard(link.name)
+        link.send(value)
+        self._keepalives.drive(link.name, link.send, value, lapse_s=self._lapse_s(link))
+
+    def _lapse_s(self, link: ActuatorLink) -> float:
+        """
+        Return the keep-alive gap after which the driver may have stopped by its watchdog.
+
+        Its timeout less one period for the delivery; with no driver known yet, the lease of
+        the commands (which a driver's timeout must exceed).
+        """
+        period_s = self._keepalive_period_s
+        timeout_s = link.watchdog_timeout_s()
+        if timeout_s is None:
+            return KEEPALIVE_LEASE_PERIODS * period_s
+        return max(timeout_s - period_s, period_s)
+
+    def _on_keepalives_lapsed(self, lapsed: Dict[str, float], gap_s: float) -> None:
+        """
+        Keep-alives stopped for longer than a watchdog allows: left to the watchdogs.
+
+        Each is driven again by its owner's next command, or one window of the owner's session
+        from now if that session still owns it then (docs/design.md, Keep-alive).
+        """
+        self.get_logger().error(
+            f'keep-alives lapsed: {gap_s * 1e3:.0f} ms between two rounds (the manager was '
+            f'stalled); {sorted(lapsed)} left to the watchdogs of their drivers (safe)')
+        now = time.monotonic()
+        for name, value in lapsed.items():
+            owner = self._table.owner_of(name)
+            session = self._table.get(owner) if owner is not None else None
+            if session is None:
+                continue  # over, or with automatic stop off no longer owned: not resumed
+            self._lapsed.add(name, owner, value, window_s=session.window_s, now=now)
+            self._reject(owner, 'command', f'keep-alives to {name} lapsed for '
+                         f'{gap_s * 1e3:.0f} ms (the robot was stalled): its driver may have '
+                         f'stopped it; driven again by the next command, or in '
+                         f'{session.window_s:g} s if the session still owns it then')
+        self._arm_resume_timer()
+
+    def _arm_resume_timer(self) -> None:
+        self._resume_timer.cancel()
+        resume = self._lapsed.next_resume()
+        if resume is not None:
+            delay = max(resume - time.monotonic(), MIN_TIMER_DELAY_S)
+            self._resume_timer.timer_period_ns = int(delay * 1e9)
+            self._resume_timer.reset()
+
+    def _on_resume_timer(self) -> None:
+        """Drive again what lapsed a window ago, if the same live session still owns it."""
+        for name, value in self._lapsed.take_due(time.monotonic(), self._table.owner_of):
+            link = self._links[name]
+            if not link.stopped_by_manager and not self._exiting:
+                self.get_logger().info(f'{name}: driven again after its keep-alives lapsed')
+                self._drive(link, value)
+        self._arm_resume_timer()
 
     # --- expiry, connectivity, shutdown --------------------------------------------------------
 
@@ -759,6 +826,7 @@ class SessionManager(Node):
         Runs outside the executor thread while it still spins (see the module docstring).
         """
         self._exiting = True
+        self._keepalives.close()
         if self._supervisor and self._ordered_exit_timeout_s > 0:
             watch = self.create_timer(EXIT_POLL_S, self._check_exit_wait_over,
                                       clock=self._steady_clock)
@@ -816,6 +884,9 @@ class SessionManager(Node):
                 futures[name] = self._external.stop(name)
                 continue
             link = self._links[name]
+            # Before the stop: no keep-alive may reach the driver after it.
+            self._keepalives.release(name)
+            self._lapsed.discard(name)
             link.stopped_by_manager = True
             link.stops += 1
             future = link.deactivate()
@@ -851,6 +922,28 @@ class SessionManager(Node):
                 self.get_logger().warning(f'{name} refused to deactivate; it is {label}')
 
         state.add_done_callback(on_state)
+
+    async def _heard(self, state: _HeartbeatTopic, timeout_s: float) -> bool:
+        """
+        Wait (bounded) until a heartbeat writer that is already there is seen alive.
+
+        Its window must not run while the manager's new subscription and the writer are still
+        matching each other: when that took longer than the window (seen under load), a healthy
+        session expired one window after its start without a liveliness report ever reaching
+        the manager. A writer created after the start request (allowed) is not waited for.
+        """
+        if state.alive:
+            return True
+        heard = Future()
+        poller = self.create_timer(
+            DISCOVERY_POLL_S, lambda: heard.done() or not state.alive or heard.set_result(True),
+            clock=self._steady_clock, callback_group=self._waiting)
+        try:
+            return await self._bounded(heard, timeout_s)
+        finally:
+            # Destroyed without cancelling first: a task closed at shutdown must not raise
+            # InvalidHandle from cancel().
+            self.destroy_timer(poller)
 
     async def _discovered(self, client_node: str) -> bool:
         """Wait (bounded) until this node knows the client's command writer."""
@@ -954,7 +1047,7 @@ class SessionManager(Node):
                 link.stopped_by_manager = False
                 link.problem = ''
                 if owner is not None:
-                    link.send(link.pending_value)
+                    self._drive(link, link.pending_value)
             else:
                 link.problem = 'reactivation for a new session refused'
 

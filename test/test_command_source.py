@@ -67,3 +67,17 @@ def test_actuators_get_the_session_manager_unless_their_description_says_otherwi
         'command_source': ''}     # left open on purpose by the description
     assert with_command_source('encoder', {'a_line': 17}, '/session_manager') == {'a_line': 17}
     assert with_command_source('dc_motor', {}, '') == {}
+
+
+def test_a_writer_named_by_the_graph_s_placeholder_is_looked_for_again():
+    """
+    A restarted driver can see the manager's writer before the manager's node information.
+
+    The graph then names the node `_NODE_NAMESPACE_UNKNOWN_/_NODE_NAME_UNKNOWN_`; remembered as
+    that, the writer was dropped for good (a respawned driver never took a command again).
+    """
+    graph = [('/_NODE_NAMESPACE_UNKNOWN_/_NODE_NAME_UNKNOWN_', MANAGER_GID)]
+    source = CommandSource('/session_manager', lambda: graph)
+    assert not source.accepts(MANAGER_GID)
+    graph[0] = ('/session_manager', MANAGER_GID)
+    assert source.accepts(MANAGER_GID)

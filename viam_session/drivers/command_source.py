@@ -27,6 +27,9 @@ __all__ = ['CommandSource', 'resolve_source']
 # A GID seen once is remembered (a writer's node never changes); bounded against a flood of
 # short-lived writers.
 MAX_REMEMBERED_WRITERS = 1024
+# What the ROS graph names a writer's node before that node's discovery information arrived
+# (rmw's placeholder): not the writer's node, so never remembered as it.
+UNKNOWN_NODE_NAME = '_NODE_NAME_UNKNOWN_'
 
 
 def resolve_source(source: str, namespace: str) -> str:
@@ -85,10 +88,11 @@ class CommandSource:
     def _node_of(self, gid: bytes) -> Optional[str]:
         node = self._known.get(gid)
         if node is None:
-            # Not cached: look in the graph once. A writer not there yet (its node's
-            # discovery information can arrive after its first message) is not remembered.
+            # Not cached: look in the graph once. A writer not there yet, or there under the
+            # placeholder name (its node's discovery information can arrive after its
+            # endpoint and its first message), is not remembered: it is looked for again.
             for name, writer_gid in self._writers():
-                if writer_gid == gid:
+                if writer_gid == gid and UNKNOWN_NODE_NAME not in name:
                     if len(self._known) >= MAX_REMEMBERED_WRITERS:
                         self._known.clear()
                     self._known[gid] = node = name

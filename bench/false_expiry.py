@@ -28,7 +28,6 @@ Prints a line per cell and a table; writes bench_output/false_expiry.json. Needs
 """
 
 import argparse
-from contextlib import contextmanager
 import json
 from pathlib import Path
 import random
@@ -36,9 +35,10 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, List, Optional
 
 from viam_session.client.session_client import assertion_period_s
+from viam_session_harness.bench_support import cpu_hogs, loadavg
 from viam_session_harness.netfault import ImpairedPair, netns_unavailable_reason
 from viam_session_harness.netfault.remote_robot_process import RemoteRobotProcess
 from viam_session_harness.ros_domains import domain_range
@@ -48,24 +48,7 @@ __all__ = ['main']
 CONDITIONS = ('loss30_delay100', 'cpu_hog')
 DOMAIN_RANGE = domain_range(range(216, 233))  # Fast DDS refuses domains above 232
 DEADLINE_S = 120.0
-HOG = 'while True:\n    pass\n'
 DELAY_S = 0.1
-
-
-def _loadavg() -> str:
-    return ' '.join(Path('/proc/loadavg').read_text().split()[:3])
-
-
-@contextmanager
-def cpu_hogs(count: int) -> Iterator[List[subprocess.Popen]]:
-    """Run `count` busy-looping processes at normal priority while the block runs."""
-    hogs = [subprocess.Popen([sys.executable, '-c', HOG]) for _ in range(count)]
-    try:
-        yield hogs
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
 
 
 def _signal(processes: List[subprocess.Popen], signum: int) -> None:
@@ -92,7 +75,7 @@ def watch_cell(condition: str, window_s: float,
                 pair.set_impairment(loss=0.3, delay_s=DELAY_S)
             expiries, heartbeats, watched_s = 0, 0, 0.0
             with cpu_hogs(args.hogs if condition == 'cpu_hog' else 0) as hogs:
-                load = _loadavg()
+                load = loadavg()
                 while watched_s < args.seconds:
                     began = time.monotonic()
                     robot.send(f'watch {args.seconds - watched_s!r}')
@@ -112,7 +95,7 @@ def watch_cell(condition: str, window_s: float,
                     robot.expect('ready')
                     _signal(hogs, signal.SIGCONT)
                     pair.set_impairment(loss=loss, delay_s=delay_s)
-                load = f'{load} -> {_loadavg()}'
+                load = f'{load} -> {loadavg()}'
             stats = pair.stats()
         finally:
             robot.close()

@@ -67,6 +67,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
+from viam_session_harness.bench_support import loadavg, quantile
 from viam_session_harness.netfault import ImpairedPair, netns_unavailable_reason
 from viam_session_harness.netfault.remote_robot_process import RemoteRobotProcess
 from viam_session_harness.netfault.session_fleet import owner_of
@@ -90,16 +91,6 @@ def _after_window_ms(t_ns: int, last_ns: Optional[int], window_s: float) -> Opti
     if last_ns is None:
         return None
     return round((t_ns - last_ns) * 1e-6 - window_s * 1e3, 2)
-
-
-def _loadavg() -> str:
-    return ' '.join(Path('/proc/loadavg').read_text().split()[:3])
-
-
-def _quantile(values: List[float], q: float) -> float:
-    """Return the q-quantile of `values` (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(-(-q * len(ordered) // 1)) - 1))]
 
 
 class CellFailed(RuntimeError):
@@ -174,7 +165,7 @@ class Bench:
         self.robot.send(f'cpu {self.args.cpu_seconds!r}')
         usage = self.robot.expect('cpu')
         return {'sessions': CPU_SESSIONS, 'window_s': CPU_WINDOW_S, 'actuators': actuators,
-                'seconds': round(usage['seconds'], 1), 'load': _loadavg(),
+                'seconds': round(usage['seconds'], 1), 'load': loadavg(),
                 **{f'{name}_{key}': round(usage[name][key], 2)
                    for name in ('manager', 'supervisor') for key in usage[name]}}
 
@@ -205,8 +196,8 @@ def summarise(rows: List[Dict[str, object]]) -> List[Dict[str, object]]:
             'fault': fault, 'window_s': window_s, 'sessions': sessions, 'actuators': actuators,
             'figures': len(values), 'false_expiries': cell['false_expiries'],
             'unobserved': cell['unobserved'],
-            'p50_ms': _quantile(values, 0.5) if values else None,
-            'p99_ms': _quantile(values, 0.99) if values else None,
+            'p50_ms': quantile(values, 0.5) if values else None,
+            'p99_ms': quantile(values, 0.99) if values else None,
             'max_ms': max(values) if values else None})
     return summary
 
@@ -327,7 +318,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     cpu: List[Dict[str, object]] = []
     failed: List[str] = []
     began = time.monotonic()
-    load_before = _loadavg()
+    load_before = loadavg()
     print(f'{len(cells)} cells x {args.trials} trials; load average {load_before}', flush=True)
     try:
         with ImpairedPair(seed=args.seed) as pair:
@@ -351,7 +342,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                           f'sessions x {actuators} actuators: p50 {_ms(cell["p50_ms"])} p99 '
                           f'{_ms(cell["p99_ms"])} max {_ms(cell["max_ms"])} ms, false expiries '
                           f'{cell["false_expiries"]} ({time.monotonic() - began:.0f} s, load '
-                          f'{_loadavg()})', flush=True)
+                          f'{loadavg()})', flush=True)
                 if args.cpu_seconds > 0:
                     for actuators in (0, max(args.actuators)):
                         cpu.append(bench.cpu(actuators))
@@ -367,7 +358,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     elapsed = time.monotonic() - began
     print(f'\nstop latency - window (ms), PWM 0 on the chip - last heartbeat - window; '
           f'{args.trials} trial(s) per cell, one figure per driven actuator; {elapsed:.0f} s; '
-          f'load average before {load_before}, after {_loadavg()}')
+          f'load average before {load_before}, after {loadavg()}')
     print_table(summary)
     for failure in failed:
         print(f'cell not measured: {failure}')
@@ -380,7 +371,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"{usage['supervisor_rss_mib']:.0f} MiB, {usage['supervisor_threads']:.0f} threads")
     (args.output / 'stop_latency.json').write_text(json.dumps(
         {'summary': summary, 'cpu': cpu, 'failed': failed, 'trials': args.trials,
-         'seconds': round(elapsed), 'load_before': load_before, 'load_after': _loadavg()},
+         'seconds': round(elapsed), 'load_before': load_before, 'load_after': loadavg()},
         indent=1))
     picture = plot(summary, args.output / 'stop_latency.png',
                    f'PWM 0 - last heartbeat - window under real network faults ({args.trials} '

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from lifecycle_msgs.msg import State, Transition, TransitionEvent
 from lifecycle_msgs.srv import ChangeState, GetState
@@ -164,13 +164,16 @@ class SimRobot:
     def __init__(self, *, workdir: Path,
                  motors: Sequence[MotorSpec] = (MotorSpec('motor', 12, 16),),
                  default_window_s: float = 2.0, env: Optional[Dict[str, str]] = None,
-                 manager_parameters: Sequence[str] = ()) -> None:
+                 manager_parameters: Sequence[str] = (),
+                 driver_parameters: Sequence[str] = ()) -> None:
         """
         Describe the robot; nothing runs until `start()`.
 
-        `manager_parameters` are extra `name:=value` parameters of the session manager.
+        `manager_parameters` are extra `name:=value` parameters of the session manager,
+        `driver_parameters` of every motor driver.
         """
         self.manager_parameters = list(manager_parameters)
+        self.driver_parameters = list(driver_parameters)
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.chip_dir = self.workdir / 'chip'
@@ -181,6 +184,7 @@ class SimRobot:
         self.transitions = _Recorder()
         self.rejections = _Recorder()
         self._processes: Dict[str, subprocess.Popen] = {}
+        self._commands_of: Dict[str, Tuple[str, List[str]]] = {}
         self._clients: List[ClientProcess] = []
         self._context: Optional[Context] = None
 
@@ -198,14 +202,15 @@ class SimRobot:
                 '-p', f'pwm_line:={motor.pwm_line}',
                 '-p', f'direction_line:={motor.direction_line}',
                 # As a robot should run: only the session manager drives the motors.
-                '-p', 'command_source:=/session_manager'])
+                '-p', 'command_source:=/session_manager',
+                *(arg for parameter in self.driver_parameters for arg in ('-p', parameter))])
         self._start_observer()
         deadline = time.monotonic() + timeout_s
         for motor in self.motors.values():
             for transition, goal in (
                     (Transition.TRANSITION_CONFIGURE, State.PRIMARY_STATE_INACTIVE),
                     (Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)):
-                if not self._bring_to(motor.name, transition, goal, deadline):
+                if not self.bring_to(motor.name, transition, goal, deadline):
                     raise RuntimeError(f'{motor.name} refused transition {transition}; '
                                        f'see {self.log_path(motor.name)}')
 
@@ -285,7 +290,7 @@ class SimRobot:
         request.transition.id = transition_id
         return call_service(client, request, timeout_s).success
 
-    def _bring_to(self, node_name: str, transition_id: int, goal: int, deadline: float) -> bool:
+    def bring_to(self, node_name: str, transition_id: int, goal: int, deadline: float) -> bool:
         """
         Make the transition to `goal`; True once the driver is there, False if it refused.
 
@@ -351,8 +356,21 @@ class SimRobot:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _spawn(self, name: str, module: str, ros_args: List[str]) -> None:
-        with open(self.log_path(name), 'w', encoding='utf-8') as log:
+    def respawn(self, name: str, *, timeout_s: float = 30.0) -> subprocess.Popen:
+        """
+        Start process `name` (session_manager or a motor) again, as `start()` did.
+
+        The old process must be ending (a test killed it): it is waited for, then the new one
+        is started with the same arguments, its output appended to the same log. A driver comes
+        back unconfigured; bringing it up is the caller's (or a supervisor's) business.
+        """
+        self._processes[name].wait(timeout=timeout_s)
+        self._spawn(name, *self._commands_of[name], mode='a')
+        return self._processes[name]
+
+    def _spawn(self, name: str, module: str, ros_args: List[str], mode: str = 'w') -> None:
+        self._commands_of[name] = (module, ros_args)
+        with open(self.log_path(name), mode, encoding='utf-8') as log:
             self._processes[name] = subprocess.Popen(
                 [sys.executable, '-m', module, '--ros-args', *ros_args], env=self.env,
                 stdout=log, stderr=subprocess.STDOUT)
@@ -395,8 +413,16 @@ class SimRobot:
         self._spinner = threading.Thread(target=self._executor.spin, daemon=True)
         self._spinner.start()
 
-    def call(self, service_name: str, request: object, *, timeout_s: float = 30.0) -> object:
-        """Call a session manager service (e.g. /session_manager/end_session)."""
+    def call(self, service_name: str, request: object, *, timeout_s: float = 30.0,
+             service_type: Optional[type] = None) -> object:
+        """
+        Call a session manager service (e.g. /session_manager/end_session).
+
+        Another node's service needs its `service_type` the first time (a client is made).
+        """
+        if service_name not in self._service_clients and service_type is not None:
+            self._service_clients[service_name] = self._node.create_client(service_type,
+                                                                           service_name)
         return call_service(self._service_clients[service_name], request, timeout_s)
 
     def call_async(self, service_name: str, request: object) -> Future:

@@ -7,11 +7,18 @@ namespace: the session manager, K DC motor drivers `/motor0` ... on one simulate
 starts them: the robot does). The sessions come from a `session_fleet` process started in
 CLIENT_NS through `ip netns exec`, so their heartbeats cross the link between the namespaces.
 
+`--lease S` is the supervisor's liveliness lease on each driver (and the lease the drivers
+offer), default 2 s. With `--supervise` the supervisor's tree is started once everything runs
+(the drivers are active already, so it only takes them over), with a respawn budget that does
+not run out: a driver found dead has its lines parked, and one started again (`restart`) is
+unparked, configured and activated by the supervisor, as on a robot.
+
 It prints `robot_ready` (manager and supervisor pids, chip directory) once everything runs,
 then reads commands on stdin, one per line, and prints JSON lines with CLOCK_MONOTONIC times:
 
-    sessions N M WINDOW_S  ->  ready {fleet_pid, handles}: N fresh sessions (the fleet is
-                               restarted if it died), actuator j < M driven by session j mod N
+    sessions N M WINDOWS   ->  ready {fleet_pid, handles, writers}: N fresh sessions (the
+                               fleet is restarted if it died; WINDOWS one window or a comma
+                               list, see session_fleet), actuator j < M driven by session j mod N
                                and seen running on the chip, and every session's writer seen
                                alive by the manager (`list_sessions`: its last heartbeat is
                                later than its start); until then a session would expire one
@@ -26,6 +33,17 @@ then reads commands on stdin, one per line, and prints JSON lines with CLOCK_MON
                                first PWM 0 after it ran, and each session's EXPIRED event
     cpu SECONDS            ->  cpu {manager, supervisor}: CPU (% of one core, from
                                /proc/<pid>/stat) over SECONDS, RSS and threads at the end
+    pids                   ->  pids {manager, supervisor, fleet, motors}: the processes' pids
+                               (a caller that signals them itself)
+    restart NAME           ->  restarted {name, pid}: `session_manager` or a motor, killed by
+                               the caller, started again and serving (the manager answers
+                               `list_sessions`; a motor is active again), or failed {reason}
+    clear                  ->  cleared: the current set's writers destroyed, each of its
+                               sessions over (ended, or unknown to a restarted manager) and its
+                               motors at PWM 0
+    watch SECONDS          ->  watched {ended, sent_gaps_ms}: after SECONDS, the sessions of
+                               the current set that ended meanwhile (handle -> event state), and
+                               the longest gap between the fleet's assertions per session
 """
 
 import argparse
@@ -41,6 +59,8 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from builtin_interfaces.msg import Time
+from lifecycle_msgs.msg import State, Transition
+from std_srvs.srv import Trigger
 
 from viam_session.chips.sim_chip import CHANGES_FILE, LineChange
 from viam_session_harness.netfault.session_fleet import actuator_name, owner_of
@@ -53,8 +73,12 @@ __all__ = ['ChipFollower', 'main', 'process_usage']
 TIMEOUT_S = 60.0
 FIRST_PWM_LINE = 100
 SUPERVISOR_LEASE_S = 2.0
+SUPERVISOR_STARTUP = '/lifecycle_supervisor/startup'
+# A driver brought back by hand after each of many kills: the budget must not run out.
+UNLIMITED_RESPAWN = {'max_attempts': 1000000, 'backoff_s': 0.05, 'within_s': 1.0}
 START_ATTEMPTS = 3
 COMMAND_AGAIN_S = 0.5
+ASK_AGAIN_S = 5.0
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
 
 
@@ -94,6 +118,16 @@ class ChipFollower:
             change = LineChange(**json.loads(text))
             if change.kind == 'pwm':
                 self._changes.setdefault(change.line, []).append(change)
+
+    def changes(self, line: int, after_ns: int) -> List[LineChange]:
+        """Return the PWM changes of `line` recorded after `after_ns`, oldest first."""
+        self._read()
+        return [change for change in self._changes.get(line, []) if change.t_ns > after_ns]
+
+    def forget(self, before_ns: int) -> None:
+        """Drop the changes recorded before `before_ns` (never asked for again)."""
+        for line, changes in self._changes.items():
+            self._changes[line] = [change for change in changes if change.t_ns >= before_ns]
 
     def wait_current(self, line: int, duty: float, timeout_s: float = TIMEOUT_S) -> None:
         """Wait until the last recorded PWM duty of `line` is `duty`."""
@@ -201,11 +235,12 @@ class FleetProcess:
         self._log.close()
 
 
-def _supervisor_description(path: Path, motors: List[MotorSpec], chip_dir: Path) -> Path:
+def _supervisor_description(path: Path, motors: List[MotorSpec], chip_dir: Path,
+                            lease_s: float) -> Path:
     nodes = [{'name': motor.name, 'driver': 'dc_motor',
               'parameters': {'chip': str(chip_dir), 'pwm_line': motor.pwm_line,
                              'direction_line': motor.direction_line},
-              'liveliness_lease_s': SUPERVISOR_LEASE_S} for motor in motors]
+              'liveliness_lease_s': lease_s, 'respawn': UNLIMITED_RESPAWN} for motor in motors]
     description = {'robot': {'name': 'fleet_bench', 'primary': {
         'name': 'base', 'namespace': '/', 'host': 'bench', 'nodes': nodes}}}
     path.write_text(json.dumps(description))  # JSON is YAML
@@ -215,12 +250,15 @@ def _supervisor_description(path: Path, motors: List[MotorSpec], chip_dir: Path)
 class FleetRobot:
     """The robot side: a SimRobot, a supervisor watching it, the fleet, the chip follower."""
 
-    def __init__(self, client_ns: str, motors: int, workdir: Path) -> None:
+    def __init__(self, client_ns: str, motors: int, workdir: Path, *,
+                 lease_s: float = SUPERVISOR_LEASE_S, supervise: bool = False) -> None:
         self._client_ns = client_ns
         self._workdir = workdir
+        self._supervise = supervise
         specs = [MotorSpec(actuator_name(j)[1:], FIRST_PWM_LINE + 2 * j,
                            FIRST_PWM_LINE + 2 * j + 1) for j in range(motors)]
-        self.robot = SimRobot(workdir=workdir, motors=specs)
+        self.robot = SimRobot(workdir=workdir, motors=specs,
+                              driver_parameters=[f'liveliness_lease_s:={lease_s!r}'])
         self.robot.start(timeout_s=TIMEOUT_S * 4)
         self._chip = ChipFollower(self.robot.chip_dir)
         self._last_stop_ns = [0] * motors
@@ -228,17 +266,26 @@ class FleetRobot:
         self._driven = 0
         self._handles: List[str] = []
         description = _supervisor_description(workdir / 'robot.yaml', specs,
-                                              self.robot.chip_dir)
+                                              self.robot.chip_dir, lease_s)
         with open(workdir / 'supervisor.log', 'w', encoding='utf-8') as log:
             self.supervisor = subprocess.Popen(
                 [sys.executable, '-m', 'viam_session.supervisor.supervisor_node', '--ros-args',
                  '-p', f'robot_description:={description}', '-p', 'host:=bench',
-                 '-p', f'default_liveliness_lease_s:={SUPERVISOR_LEASE_S}'],
+                 '-p', f'default_liveliness_lease_s:={lease_s!r}'],
                 env=self.robot.env, stdout=log, stderr=subprocess.STDOUT)
         self._fleet: Optional[FleetProcess] = None
+        if supervise:
+            started = self.robot.call(SUPERVISOR_STARTUP, Trigger.Request(),
+                                      timeout_s=TIMEOUT_S, service_type=Trigger)
+            if not started.success:
+                raise RuntimeError(f'the supervisor did not start: {started.message}')
 
-    def sessions(self, count: int, actuators: int, window_s: float) -> None:
-        """Start `count` fresh sessions driving the first `actuators` motors; see them run."""
+    def sessions(self, count: int, actuators: int, window_s: str) -> None:
+        """
+        Start `count` fresh sessions driving the first `actuators` motors; see them run.
+
+        `window_s`: one window in seconds, or a comma list (session_fleet).
+        """
         for _ in range(START_ATTEMPTS):
             if self._fleet is None or self._fleet.process.poll() is not None:
                 if self._fleet is not None:
@@ -246,17 +293,19 @@ class FleetRobot:
                 self._fleet = FleetProcess(self._client_ns, self.robot.env,
                                            self._workdir / 'fleet.log')
             attempt_ns = time.monotonic_ns()
-            started = self._fleet.ask(f'start {count} {window_s!r} {actuators}', 'started')
+            started = self._fleet.ask(f'start {count} {window_s} {actuators}', 'started')
             self._handles = started['handles'] or self._fleet_handles(attempt_ns)
             self._driven = actuators
-            if 'error' not in started and self._all_alive() and self._wait_running(actuators):
-                emit('ready', fleet_pid=self._fleet.process.pid, handles=self._handles)
+            if ('error' not in started and self._all_alive()
+                    and self._wait_running(actuators, attempt_ns)):
+                emit('ready', fleet_pid=self._fleet.process.pid, handles=self._handles,
+                     writers=self._fleet.ask('writers', 'writers')['writers'])
                 return
             # A session ended before the set was ready: its writer was not matched within a
             # window of its start (after a link flap, discovery can take longer than 100 ms),
             # or it expired falsely on a loaded machine. Let every session of this attempt end
             # and its motors stop, then start afresh.
-            self._fleet.ask(f'start 0 {window_s!r} 0', 'started')
+            self._fleet.ask(f'start 0 {window_s} 0', 'started')
             for handle in self._handles:
                 self.robot.events.wait_for(
                     lambda item, handle=handle: item.message.handle == handle
@@ -267,10 +316,12 @@ class FleetRobot:
             emit('retry', reason=started.get('error', 'a session ended before the set ran'))
         raise RuntimeError(f'no set of {count} sessions all alive in {START_ATTEMPTS} attempts')
 
-    def _wait_running(self, actuators: int) -> bool:
+    def _wait_running(self, actuators: int, attempt_ns: int) -> bool:
         """
         Wait until the motors run (True) or a session of the set ended (False).
 
+        Only PWM changes after `attempt_ns` (and the motor's last stop) count: a motor still
+        running from before (a driver back while an old session held it) proves nothing.
         The commands are sent again now and then: one can be lost while discovery settles.
         """
         deadline = time.monotonic() + TIMEOUT_S
@@ -278,8 +329,8 @@ class FleetRobot:
             while True:
                 try:
                     self._running_ns[j] = self._chip.wait(
-                        self._pwm_line(j), lambda duty: duty > 0.0, self._last_stop_ns[j],
-                        timeout_s=COMMAND_AGAIN_S).t_ns
+                        self._pwm_line(j), lambda duty: duty > 0.0,
+                        max(self._last_stop_ns[j], attempt_ns), timeout_s=COMMAND_AGAIN_S).t_ns
                     break
                 except TimeoutError:
                     if self._ended():
@@ -354,6 +405,85 @@ class FleetRobot:
             stops.append(change.t_ns)
         emit('stopped', stop_t_ns=stops, expired_t_ns=expired)
 
+    def pids(self) -> None:
+        fleet = self._fleet.process.pid if self._fleet is not None else None
+        emit('pids', manager=self.robot.process('session_manager').pid,
+             supervisor=self.supervisor.pid, fleet=fleet,
+             motors={name: self.robot.process(name).pid for name in self.robot.motors})
+
+    def restart(self, name: str) -> None:
+        """Start `name` again after the caller killed it; report once it serves."""
+        process = self.robot.respawn(name, timeout_s=TIMEOUT_S)
+        deadline = time.monotonic() + TIMEOUT_S
+        if name == 'session_manager':
+            self._list_sessions(deadline)
+        elif self._supervise:
+            # The supervisor unparks its lines and brings it up, as it would on a robot.
+            while self._state(name, deadline) != State.PRIMARY_STATE_ACTIVE:
+                time.sleep(0.05)
+        else:
+            for transition, goal in ((Transition.TRANSITION_CONFIGURE,
+                                      State.PRIMARY_STATE_INACTIVE),
+                                     (Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE)):
+                if not self.robot.bring_to(name, transition, goal, deadline):
+                    raise RuntimeError(f'{name} refused transition {transition}')
+        emit('restarted', name=name, pid=process.pid)
+
+    def _list_sessions(self, deadline: float) -> list:
+        """
+        Return the manager's live sessions, asking again until `deadline`.
+
+        A request sent while a restarted manager's reply writer has not matched this client
+        yet is never answered, so one unanswered request is not the end.
+        """
+        while True:
+            try:
+                return self.robot.call('/session_manager/list_sessions', ListSessions.Request(),
+                                       timeout_s=ASK_AGAIN_S).sessions
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
+    def _state(self, name: str, deadline: float) -> int:
+        """Return the driver's lifecycle state; TimeoutError past `deadline`."""
+        while True:
+            try:
+                return self.robot.lifecycle_state(name, timeout_s=5.0)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+
+    def clear(self) -> None:
+        """End the current set: writers gone, every session over, its motors at PWM 0."""
+        if self._fleet is not None and self._fleet.process.poll() is None:
+            try:
+                self._fleet.ask('start 0 1.0 0', 'started')
+            except RuntimeError:
+                pass    # the fleet ended (killed a moment ago): its writers went with it
+        ids = set(self._handles)
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            listed = {info.handle for info in self._list_sessions(deadline)}
+            if not ids & listed:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'sessions {sorted(ids & listed)} still live')
+            time.sleep(0.05)
+        for j in range(self._driven):
+            self._chip.wait_current(self._pwm_line(j), 0.0)
+            self._last_stop_ns[j] = time.monotonic_ns()
+        emit('cleared')
+
+    def watch(self, seconds: float) -> None:
+        """Report, after `seconds`, which sessions of the current set ended meanwhile."""
+        time.sleep(seconds)
+        ids = set(self._handles)
+        ended = {item.message.handle: int(item.message.state)
+                 for item in self.robot.events.snapshot()
+                 if item.message.handle in ids and item.message.state != SessionEvent.STARTED}
+        gaps = self._fleet.ask('gaps', 'gaps')['longest_ms'] if self._fleet is not None else []
+        emit('watched', ended=ended, sent_gaps_ms=gaps)
+
     def cpu(self, seconds: float) -> None:
         """Measure the manager's and the supervisor's CPU over `seconds`."""
         pids = {'manager': self.robot.process('session_manager').pid,
@@ -388,10 +518,16 @@ def main() -> None:
     parser.add_argument('client_ns')
     parser.add_argument('--motors', type=int, default=32)
     parser.add_argument('--workdir', type=Path, help='keep the logs and chip here')
+    parser.add_argument('--lease', type=float, default=SUPERVISOR_LEASE_S,
+                        help="the supervisor's liveliness lease on each driver (s)")
+    parser.add_argument('--supervise', action='store_true',
+                        help='start the supervisor: it parks dead drivers, brings back '
+                        'restarted ones')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         workdir = args.workdir or Path(temporary)
-        robot = FleetRobot(args.client_ns, args.motors, workdir)
+        robot = FleetRobot(args.client_ns, args.motors, workdir, lease_s=args.lease,
+                           supervise=args.supervise)
         try:
             emit('robot_ready', manager_pid=robot.robot.process('session_manager').pid,
                  supervisor_pid=robot.supervisor.pid, chip_dir=str(robot.robot.chip_dir))
@@ -399,10 +535,21 @@ def main() -> None:
                 command, *arguments = line.split()
                 if command == 'sessions':
                     try:
-                        robot.sessions(int(arguments[0]), int(arguments[1]),
-                                       float(arguments[2]))
+                        robot.sessions(int(arguments[0]), int(arguments[1]), arguments[2])
                     except (RuntimeError, TimeoutError) as error:
                         emit('failed', reason=str(error))
+                elif command in ('restart', 'clear'):
+                    try:
+                        if command == 'restart':
+                            robot.restart(arguments[0])
+                        else:
+                            robot.clear()
+                    except (RuntimeError, TimeoutError) as error:
+                        emit('failed', reason=f'{command}: {error}')
+                elif command == 'pids':
+                    robot.pids()
+                elif command == 'watch':
+                    robot.watch(float(arguments[0]))
                 elif command == 'hold':
                     robot.hold()
                 elif command == 'resume':
@@ -410,7 +557,10 @@ def main() -> None:
                 elif command == 'kill':
                     robot.kill()
                 elif command == 'fault':
-                    robot.stopped()
+                    try:
+                        robot.stopped()
+                    except (RuntimeError, TimeoutError) as error:
+                        emit('failed', reason=f'fault: {error}')
                 elif command == 'cpu':
                     robot.cpu(float(arguments[0]))
         finally:

@@ -18,7 +18,7 @@ closes then. Programs that must clean up on SIGTERM turn it into KeyboardInterru
 import json
 import subprocess
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from viam_session_harness.netfault.netns import ip, NetnsError, NetnsPair
 
@@ -73,9 +73,9 @@ class ImpairedPair(NetnsPair):
         """Return the forwarder's counters: frames forwarded and dropped, loss, delay."""
         return json.loads(self._send('stats'))
 
-    def liveliness(self) -> Dict[str, Dict[str, Any]]:
-        """Return what crossed of each writer's liveliness assertions (`impairment` doc)."""
-        return json.loads(self._send('liveliness'))
+    def liveliness(self, writers: Sequence[str] = ()) -> Dict[str, Dict[str, Any]]:
+        """Return what crossed of each writer's (or these writers') assertions (`impairment`)."""
+        return json.loads(self._send(' '.join(['liveliness', *writers])))
 
     def close(self) -> None:
         """Stop the forwarder, then remove the namespaces (see NetnsPair.close)."""

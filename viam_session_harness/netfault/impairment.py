@@ -20,8 +20,9 @@ stdin, one per line, and answers each with one line:
 
     set LOSS DELAY_S   ->  ok            (e.g. `set 0.3 0.1`; applies to frames read from now on)
     stats              ->  {"forwarded": .., "dropped": .., "loss": .., "delay_s": ..}
-    liveliness         ->  {WRITER_GUID: {"delivered": .., "dropped": .., "last": ..,
+    liveliness [GUID..] ->  {WRITER_GUID: {"delivered": .., "dropped": .., "last": ..,
                             "max_gap_s": .., "max_gap_end": .., "recent": [..]}, ..}
+                            (of the writers named, or of every writer)
 
 `liveliness` is what the far side really received of each MANUAL_BY_TOPIC writer's liveliness
 assertions (`rtps_liveliness`): per writer, assertions written out and dropped, the time of the
@@ -111,10 +112,11 @@ class Forwarder:
         return {'forwarded': self.forwarded, 'dropped': self.dropped, 'loss': self.loss,
                 'delay_s': self.delay_s}
 
-    def liveliness(self) -> Dict[str, Dict[str, Any]]:
-        """Return, per writer, the liveliness assertions written and dropped (module doc)."""
+    def liveliness(self, writers: Optional[List[str]] = None) -> Dict[str, Dict[str, Any]]:
+        """Return, per writer (those named, or all), the assertions written and dropped."""
         return {writer: dict(record, recent=list(record['recent']))
-                for writer, record in self._liveliness.items()}
+                for writer, record in self._liveliness.items()
+                if writers is None or writer in writers}
 
     def _record(self, frame: bytes, now: float, *, delivered: bool) -> None:
         for writer in liveliness_writers(frame):
@@ -174,8 +176,8 @@ def _command(forwarder: Forwarder, line: str) -> str:
             return 'ok'
         if words == ['stats']:
             return json.dumps(forwarder.stats())
-        if words == ['liveliness']:
-            return json.dumps(forwarder.liveliness())
+        if words[:1] == ['liveliness']:
+            return json.dumps(forwarder.liveliness(words[1:] or None))
     except ValueError as error:
         return f'error {error}'
     return f'error unknown command {line.strip()!r}'

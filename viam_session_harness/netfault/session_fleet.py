@@ -11,13 +11,20 @@ hundred DDS participants; this is what they send, at the cost of one.
 It reads commands on stdin, one per line, and prints one JSON line for each (with a
 CLOCK_MONOTONIC `t_ns`, shared by every namespace of the machine):
 
-    start N WINDOW_S M  ->  started {handles}        (old writers destroyed; N new sessions, or
+    start N WINDOWS M   ->  started {handles}        (old writers destroyed; N new sessions, or
                                                      none and an `error` if one is refused or
                                                      not answered in time;
                                                      actuator j, /motor<j> for j < M, commanded
-                                                     at 0.5 by session j mod N)
+                                                     at 0.5 by session j mod N; WINDOWS
+                                                     is one window in seconds or a comma
+                                                     list: session i gets window i mod its
+                                                     length)
     command             ->  commanded               (the actuators' commands again: a command
                                                      can be lost while discovery settles)
+    writers             ->  writers {writers}       (each session's writer GUID, as below)
+    gaps                ->  gaps {longest_ms}       (per session, the longest time between two
+                                                     of its assertions so far, in ms: a
+                                                     starved client shows here)
     hold                ->  held {last_ns, writers} (no assertion from now on; last_ns[i] is
                                                      when session i's last assertion returned,
                                                      writers[i] its writer's GUID in hex, as
@@ -34,7 +41,7 @@ import secrets
 import sys
 import threading
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import rclpy
 from rclpy.context import Context
@@ -85,18 +92,23 @@ class SessionFleet:
         self._lock = threading.Lock()
         self._writers: List[Publisher] = []
         self._last_ns: List[int] = []
+        self._longest_gap_ns: List[int] = []
         self._heap: List[Tuple[int, int, int]] = []  # (due ns, generation, writer index)
         self._generation = itertools.count()
         self._current = -1
-        self._period_ns = 0
+        self._periods_ns: List[int] = []
         self._holding = False
         self._signers: List[CommandSigner] = []
         self._actuators = 0
         self._wake = threading.Event()
         threading.Thread(target=self._assert_loop, daemon=True).start()
 
-    def start(self, sessions: int, window_s: float, actuators: int) -> List[str]:
-        """Replace the sessions by `sessions` new ones; command the actuators; return the ids."""
+    def start(self, sessions: int, windows: Sequence[float], actuators: int) -> List[str]:
+        """
+        Replace the sessions by `sessions` new ones; command the actuators; return the ids.
+
+        Session i has window `windows[i % len(windows)]`.
+        """
         with self._lock:
             old, self._writers = self._writers, []
             self._heap.clear()
@@ -109,27 +121,29 @@ class SessionFleet:
             if time.monotonic() > deadline:
                 raise TimeoutError(f'{MANAGER} does not subscribe to commands')
             time.sleep(0.005)
-        period_ns = int(assertion_period_s(window_s) * 1e9)
+        session_windows = [windows[index % len(windows)] for index in range(sessions)]
+        periods_ns = [int(assertion_period_s(window_s) * 1e9) for window_s in session_windows]
         topics = [f'{MANAGER}/heartbeat/{self._node.get_name()}_{secrets.token_hex(4)}'
                   for _ in range(sessions)]
         writers = [self._node.create_publisher(
             Heartbeat, topic, heartbeat_qos(window_s),
             event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
-            for topic in topics]
+            for topic, window_s in zip(topics, session_windows)]
         with self._lock:
-            self._writers, self._period_ns = writers, period_ns
+            self._writers, self._periods_ns = writers, periods_ns
             self._last_ns = [0] * sessions
+            self._longest_gap_ns = [0] * sessions
             base = time.monotonic_ns()
             for index in range(sessions):
-                heapq.heappush(self._heap, (base + period_ns * index // sessions, self._current,
-                                            index))
+                heapq.heappush(self._heap, (base + periods_ns[index] * index // sessions,
+                                            self._current, index))
         self._wake.set()
         handles, signers = [], []
         for index, topic in enumerate(topics):
             request = StartSession.Request(
                 client=f'fleet_{index}', client_node=self._node.get_fully_qualified_name(),
                 heartbeat_topic=topic)
-            request.requested_window = seconds_to_duration(window_s)
+            request.requested_window = seconds_to_duration(session_windows[index])
             response = call_service(self._start, request, max(deadline - time.monotonic(), 0.1))
             if not response.success:
                 raise RuntimeError(f'session {index} refused: {response.message}')
@@ -154,6 +168,11 @@ class SessionFleet:
         with self._lock:
             self._holding = True
             return list(self._last_ns)
+
+    def longest_gaps_ms(self) -> List[float]:
+        """Return, per session, the longest time between two of its assertions so far (ms)."""
+        with self._lock:
+            return [round(gap * 1e-6, 1) for gap in self._longest_gap_ns]
 
     def writer_guids(self) -> List[str]:
         """Return each session's heartbeat writer GUID (hex), read from the ROS graph."""
@@ -190,9 +209,13 @@ class SessionFleet:
                 continue
             self._writers[index].assert_liveliness()
             now = time.monotonic_ns()
+            if self._last_ns[index]:
+                self._longest_gap_ns[index] = max(self._longest_gap_ns[index],
+                                                  now - self._last_ns[index])
             self._last_ns[index] = now
             # More than a period behind: go on from now rather than catch up in a burst.
-            heapq.heappush(self._heap, (max(due + self._period_ns, now), generation, index))
+            heapq.heappush(self._heap, (max(due + self._periods_ns[index], now), generation,
+                                        index))
         return self._heap[0][0] if self._heap else None
 
 
@@ -207,7 +230,8 @@ def main() -> None:
         words = line.split()
         if words[:1] == ['start']:
             try:
-                ids = fleet.start(int(words[1]), float(words[2]), int(words[3]))
+                ids = fleet.start(int(words[1]), [float(w) for w in words[2].split(',')],
+                                  int(words[3]))
             except (RuntimeError, TimeoutError) as error:
                 _emit('started', handles=[], error=str(error))
             else:
@@ -215,6 +239,10 @@ def main() -> None:
         elif words == ['command']:
             fleet.command()
             _emit('commanded')
+        elif words == ['writers']:
+            _emit('writers', writers=fleet.writer_guids())
+        elif words == ['gaps']:
+            _emit('gaps', longest_ms=fleet.longest_gaps_ms())
         elif words == ['hold']:
             _emit('held', last_ns=fleet.hold(), writers=fleet.writer_guids())
         elif words == ['resume']:

@@ -6,9 +6,10 @@ Each robot runs the session manager and motor drivers as separate processes; cli
 """
 
 import signal
+import time
 
 from builtin_interfaces.msg import Duration
-from lifecycle_msgs.msg import State
+from lifecycle_msgs.msg import State, Transition
 import pytest
 
 from viam_session.client import SessionClient, SessionLost
@@ -173,6 +174,33 @@ def test_new_session_reactivates_a_motor_stopped_by_expiry(robot):
     second.wait_for('started')
     robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.2), after_ns=stopped.t_ns)
     assert robot.lifecycle_state('motor') == State.PRIMARY_STATE_ACTIVE
+
+
+def test_a_motor_another_node_activated_again_is_driven_by_the_next_session(robot):
+    """
+    The supervisor may activate a motor the manager stopped; the next session still drives it.
+
+    The manager's own reactivation is then refused (the motor is active already): it must
+    count that as done, relay the command and keep it alive past the driver's watchdog.
+    """
+    first = robot.start_client(resource='/motor', value=0.5, name='first')
+    first_handle = first.wait_for('started')['handle']
+    robot.wait_for_duty('motor', lambda duty: duty > 0.0)
+    killed_ns = time.monotonic_ns()
+    first.kill()
+    robot.wait_for_event(first_handle, SessionEvent.EXPIRED, timeout_s=30)
+    stopped = robot.wait_for_transition('motor', State.PRIMARY_STATE_INACTIVE, after_ns=killed_ns)
+    assert robot.bring_to('motor', Transition.TRANSITION_ACTIVATE, State.PRIMARY_STATE_ACTIVE,
+                          time.monotonic() + 30)
+    second = robot.start_client(resource='/motor', value=0.2, name='second')
+    second.wait_for('started')
+    running = robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.2),
+                                  after_ns=stopped.t_ns)
+    # Kept alive: still at 0.2 well past the watchdog's timeout (0.5 s) without new commands.
+    second.lines.wait_for(lambda line: line['event'] == 'heartbeat'
+                          and line['t_ns'] > running.t_ns + 2 * 10**9, 30, 'heartbeats')
+    assert [change.value for change in robot.chip_changes('motor')
+            if change.t_ns > running.t_ns and change.value != pytest.approx(0.2)] == []
 
 
 def test_manager_shutdown_closes_sessions_and_stops_motor(robot):

@@ -175,6 +175,25 @@ class ExternalRobot:
             for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
                 if not self.change_state(name, transition, timeout_s=timeout_s):
                     raise RuntimeError(f'{name} refused transition {transition}')
+        self._wait_manager_matched(timeout_s)
+
+    def _wait_manager_matched(self, timeout_s: float) -> None:
+        """
+        Wait until the manager answers list_sessions: it then also sends us events and rejections.
+
+        A reply proves the manager matched our reply reader, created after the event and
+        rejection readers, and Fast DDS announces endpoints in order; a rejection published
+        before the manager matched our reader (volatile) would never arrive.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                call_service(self._list_sessions, ListSessions.Request(), 1.0)
+                return
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError('the session manager does not answer list_sessions') \
+                        from None
 
     def run(self, name: str, module: str, ros_args: Sequence[str]) -> subprocess.Popen:
         """Start `python -m module --ros-args ...`, logging to `<name>.log`."""

@@ -1044,14 +1044,48 @@ class SessionManager(Node):
                     self._reactivate_then_send(link, link.pending_value)
                 return
             if done.result() is not None and done.result().success:
-                link.stopped_by_manager = False
-                link.problem = ''
-                if owner is not None:
-                    self._drive(link, link.pending_value)
+                self._reactivated(link)
             else:
-                link.problem = 'reactivation for a new session refused'
+                self._check_active_after_refusal(link, stops)
 
         future.add_done_callback(on_activated)
+
+    def _reactivated(self, link: ActuatorLink) -> None:
+        """Count the actuator as active again: relay its live owner's command."""
+        link.stopped_by_manager = False
+        link.problem = ''
+        if self._table.owner_of(link.name) is not None:
+            self._drive(link, link.pending_value)
+
+    def _check_active_after_refusal(self, link: ActuatorLink, stops: int) -> None:
+        """
+        Count a refused reactivation of an actuator that is active as done.
+
+        Another node may have activated it since this manager stopped it (the supervisor brings
+        a driver whose liveliness was late back to active): its activation is then refused,
+        and without this check every later command would ask again and be refused too.
+        """
+        state = link.get_state()
+        if state is None:
+            link.problem = 'reactivation for a new session refused; its state is unknown'
+            return
+
+        def on_state(reply: Future) -> None:
+            if link.stops != stops:
+                if self._table.owner_of(link.name) is not None:
+                    self._reactivate_then_send(link, link.pending_value)
+                return
+            answer = reply.result()
+            if answer is not None and answer.current_state.id == State.PRIMARY_STATE_ACTIVE:
+                self.get_logger().info(f'{link.name} was active already (activated by another '
+                                       'node): driven by its owner')
+                self._reactivated(link)
+                return
+            label = answer.current_state.label if answer is not None else 'unknown'
+            link.problem = f'reactivation for a new session refused; it is {label}'
+            self.get_logger().warning(f'{link.name}: reactivation refused; it is {label}')
+
+        state.add_done_callback(on_state)
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -51,6 +51,12 @@ SESSION_ID = re.compile('[0-9a-f]{32}')
 HANDLE = re.compile('[0-9a-f]{16}')
 UNKNOWN_ID = '{action} refused: unknown session id'
 MAX_SEQUENCE = 2 ** 64 - 1
+# Topics given a heartbeat writer the rig asserts (as a client would), at most this many at
+# once: the oldest is silenced (its session expires) when a new one is made.
+LIVE_TOPICS = 8
+LIVE_LEASE_S = 0.5
+# A start's client named so takes the name of the client whose session it resumes (if any).
+OWNER = 'owner of the resumed session'
 
 # No lone surrogates: a str that cannot be UTF-8 cannot be sent by rclpy at all.
 TEXT = st.text(st.characters(blacklist_categories=('Cs',)), max_size=40)
@@ -85,6 +91,8 @@ VALUE = st.one_of(st.floats(), st.sampled_from([0.0, 0.3, -1.0, 1.0, 1e308, -5.0
 KNOWN = st.integers(0, 2 ** 16)
 SECRET_OF = st.builds(lambda index: ('secret', index), KNOWN)
 HANDLE_OF = st.builds(lambda index: ('handle', index), KNOWN)
+# The secret of a session whose heartbeat writer the fuzz still asserts (see `_topic`).
+LIVE_SECRET_OF = st.builds(lambda index: ('live secret', index), KNOWN)
 PROBE_HANDLE = st.just(('probe handle', 0))
 
 
@@ -131,8 +139,8 @@ def _mostly(usual: st.SearchStrategy, odd: st.SearchStrategy) -> st.SearchStrate
 
 
 # Where a secret id is due (end, resume): secrets, but also handles and made-up ids.
-SESSION = st.one_of(ANY_TEXT, SECRET_OF, SECRET_OF, HANDLE_OF, PROBE_HANDLE, st.just(''),
-                    st.just('0' * 32))
+SESSION = st.one_of(ANY_TEXT, SECRET_OF, LIVE_SECRET_OF, LIVE_SECRET_OF, HANDLE_OF,
+                    PROBE_HANDLE, st.just(''), st.just('0' * 32))
 # Where a handle is due: a stop (never the probe's) or a command (the probe's too).
 STOP_SESSION = st.one_of(ANY_TEXT, HANDLE_OF, HANDLE_OF, SECRET_OF, st.just(''),
                          st.just('0' * 16))
@@ -140,9 +148,10 @@ COMMAND_SESSION = st.one_of(ANY_TEXT, HANDLE_OF, HANDLE_OF, HANDLE_OF, PROBE_HAN
                             SECRET_OF, st.just(''))
 
 TOPIC = st.one_of(ANY_TEXT, VALID_TOPIC, VALID_TOPIC, st.sampled_from(TAKEN_TOPICS),
-                  st.sampled_from(sorted(ODD_WRITERS)), st.sampled_from(['probe', 'reused']))
+                  st.sampled_from(sorted(ODD_WRITERS)),
+                  st.sampled_from(['probe', 'reused', 'live', 'live']))
 START = st.builds(
-    Start, client=_mostly(st.sampled_from(['fuzz', 'probe']), ANY_TEXT), topic=TOPIC,
+    Start, client=_mostly(st.sampled_from(['fuzz', 'probe', OWNER]), ANY_TEXT), topic=TOPIC,
     window=DURATION, resume=_mostly(st.just(''), SESSION),
     client_node=_mostly(st.sampled_from(['', '', '/input_rig']),
                         st.sampled_from(['/nobody']) | ANY_TEXT),
@@ -171,6 +180,9 @@ class Fuzzer:
         self.rig = rig
         self.opened: List[Opened] = []
         self.topics: List[str] = []
+        # Topics whose writer is asserted, oldest first, and each session's latest topic.
+        self.live_topics: List[str] = []
+        self.topic_of: Dict[str, str] = {}
         # Per handle of the fuzz's, the highest sequence it sent with a good tag (or the
         # start reply's): 'next' goes above it, 'same' repeats it.
         self.sequences: Dict[str, int] = {}
@@ -234,11 +246,14 @@ class Fuzzer:
     def _start(self, request: Start) -> None:
         topic = self._topic(request.topic)
         resume = self._session(request.resume)
+        client = request.client
+        if client == OWNER:
+            client = next((o.client for o in self.opened if o.secret == resume), 'fuzz')
         response = self.rig.start(
-            request.client, topic, window=request.window, resume_session_id=resume,
+            client, topic, window=request.window, resume_session_id=resume,
             client_node=request.client_node, local=request.local)
-        self._check_reply(response, topic, resume, request.client, request.client_node)
-        must_refuse = self._must_refuse(request, topic, resume)
+        self._check_reply(response, topic, resume, client, request.client_node)
+        must_refuse = self._must_refuse(request, topic, resume, client)
         if not response.success:
             assert (response.session_id, response.handle) == ('', ''), response
             if response.message.startswith('resume refused') and not self._is_secret(resume):
@@ -256,14 +271,16 @@ class Fuzzer:
             assert response.command_sequence == 0
             assert response.handle not in self.handles, response.handle
             self.opened.append(Opened(response.session_id, response.handle,
-                                      _received(request.client) or 'unnamed client'))
+                                      _received(client) or 'unnamed client'))
             self.sequences[response.handle] = 0
         self.topics.append(topic)
+        self.topic_of[response.handle] = topic
 
-    def _must_refuse(self, request: Start, topic: str, resume: str) -> Optional[str]:
+    def _must_refuse(self, request: Start, topic: str, resume: str,
+                     client: str) -> Optional[str]:
         """Return why every robot refuses this start, or None if it might accept it."""
         window_s = duration_to_seconds(request.window)
-        topic, client, resume = (_received(text) for text in (topic, request.client, resume))
+        topic, client, resume = (_received(text) for text in (topic, client, resume))
         if topic == self.rig.probe_topic:
             return "the topic is the probe's"
         if window_s != 0.0 and not MIN_WINDOW_S <= window_s <= MAX_WINDOW_S:
@@ -286,6 +303,12 @@ class Fuzzer:
             return self.rig.probe_topic
         if topic == 'reused':
             return self.topics[-1] if self.topics else '/fuzz/none_yet'
+        if topic == 'live':
+            topic = self.rig.topic()
+            self.rig.writer(topic, LIVE_LEASE_S)
+            self.live_topics.append(topic)
+            if len(self.live_topics) > LIVE_TOPICS:
+                self.rig.silence(self.live_topics.pop(0))
         return topic
 
     def _session(self, session: object) -> str:
@@ -295,10 +318,12 @@ class Fuzzer:
         kind, index = session
         if kind == 'probe handle':
             return self.rig.probe_handle
-        if not self.opened:
+        sessions = self.opened if kind != 'live secret' else [
+            o for o in self.opened if self.topic_of.get(o.handle) in self.live_topics]
+        if not sessions:
             return ''
-        opened = self.opened[index % len(self.opened)]
-        return opened.secret if kind == 'secret' else opened.handle
+        opened = sessions[index % len(sessions)]
+        return opened.handle if kind == 'handle' else opened.secret
 
     def _is_secret(self, text: str) -> bool:
         return any(o.secret == _received(text) for o in self.opened)

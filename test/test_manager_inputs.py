@@ -449,7 +449,8 @@ def test_a_heartbeat_writer_that_cannot_match_is_named_and_its_session_expires(
 # --- many requests ----------------------------------------------------------------------------
 
 def test_a_flood_of_requests_is_answered(rig):
-    """2000 bad ends, and 2000 bad commands at once: each end answered, nothing harmed.
+    """
+    2000 bad ends, and 2000 bad commands at once: each end answered, nothing harmed.
 
     Every other command names the probe's session, with a tag of zeros: all refused.
     """

@@ -3,18 +3,21 @@ A real session manager for tests of what clients may send it, with a healthy pro
 
 The robot has two motors: `/motor`, driven by a probe session (a `session_client` process
 heartbeating a 2 s window) that nothing under test may disturb, and `/spare`, free for the
-sessions the requests under test open. `InputRig.probe_problems()` lists what went wrong,
-if anything, with what must hold throughout: the manager's and the probe's processes alive,
-the probe's session listed, no event of its end, and every PWM change of `/motor` on the chip
-since the probe started at the probe's power.
+sessions the requests under test open. The rig knows the secret id of every session it opens
+(and the probe's, from the probe's output) and tags commands with it as a client does; any
+handle, sequence and tag can be sent as well, to see them refused. `InputRig.probe_problems()`
+lists what went wrong, if anything, with what must hold throughout: the manager's and the
+probe's processes alive, the probe's session listed, no event of its end, and every PWM change
+of `/motor` on the chip since the probe started at the probe's power.
 """
 
+from dataclasses import dataclass
 import itertools
 import os
 from pathlib import Path
 import threading
 import time
-from typing import Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 from builtin_interfaces.msg import Duration
 import pytest
@@ -24,17 +27,18 @@ from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import QoSProfile
 
+from viam_session.sessions.command_auth import CommandSigner
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.time_convert import seconds_to_duration
 from viam_session_harness.sim_robot import MotorSpec, SimRobot, Stamped
-from viam_session_interfaces.msg import Heartbeat, SessionCommand, SessionEvent
+from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import (
     EndSession, ListSessions, StartSession, StopSessionResources)
 
 from conftest import next_domain  # noqa: I100 - the tests' own helper
 
 __all__ = ['assert_probe_untouched', 'DEADLINE_S', 'InputRig', 'input_rig', 'MANAGER',
-           'PROBE_POWER', 'SPARE']
+           'Opened', 'PROBE_POWER', 'SPARE']
 
 PROBE_POWER = 0.5
 PROBE_WINDOW_S = 2.0
@@ -45,6 +49,15 @@ ASSERTION_PERIOD_S = 0.05
 MANAGER = '/session_manager'
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A session the rig opened: its secret id, its public handle and its heartbeat topic."""
+
+    secret: str
+    handle: str
+    topic: str
+
+
 class InputRig:
     """A SimRobot with the probe running, and a node of the test's own for odd writers."""
 
@@ -52,16 +65,20 @@ class InputRig:
         self.robot = robot
         self.probe = robot.start_client(resource='/motor', value=PROBE_POWER, name='probe',
                                         window_s=PROBE_WINDOW_S)
-        self.probe_id = self.probe.wait_for('started', DEADLINE_S)['session_id']
+        started = self.probe.wait_for('started', DEADLINE_S)
+        self.probe_secret, self.probe_handle = started['session_id'], started['handle']
         self._running = robot.wait_for_duty('motor', lambda duty: duty == PROBE_POWER)
         self.probe_topic = next(s.heartbeat_topic for s in self.sessions()
-                                if s.session_id == self.probe_id)
+                                if s.handle == self.probe_handle)
         self._context = Context()
         rclpy.init(context=self._context, domain_id=int(robot.env['ROS_DOMAIN_ID']))
         # Not spun: it only writes (publishers, liveliness assertions, raw bytes).
         self.node = Node('input_rig', context=self._context, enable_rosout=False,
                          start_parameter_services=False)
         self._commands = self.node.create_publisher(SessionCommand, f'{MANAGER}/command', 100)
+        # The probe sent one command (sequence 1), handled: its motor runs.
+        self._signers: Dict[str, CommandSigner] = {
+            self.probe_handle: CommandSigner(self.probe_secret, self.probe_handle, 1)}
         self._sentinels = itertools.count()
         self._topics = itertools.count()
         self._foreign: List[Tuple[Context, Node]] = []
@@ -83,13 +100,19 @@ class InputRig:
         """Return a heartbeat topic name nobody has used."""
         return f'/inputs/hb_{next(self._topics)}'
 
-    def live_session(self, client: str = 'live', window_s: float = 2.0) -> Tuple[str, str]:
-        """Start a session whose heartbeat writer this rig asserts; return its id and topic."""
+    def live_session(self, client: str = 'live', window_s: float = 2.0) -> Opened:
+        """Start a session whose heartbeat writer this rig asserts; `signed` tags its commands."""
         topic = self.topic()
         self.writer(topic, window_s)
         started = self.start(client, topic, window=seconds_to_duration(window_s))
         assert started.success, started.message
-        return started.session_id, topic
+        self.remember(started)
+        return Opened(started.session_id, started.handle, topic)
+
+    def remember(self, started: StartSession.Response) -> None:
+        """Keep a start reply's secret, so that `signed` can tag that session's commands."""
+        self._signers[started.handle] = CommandSigner(
+            started.session_id, started.handle, started.command_sequence)
 
     def writer(self, topic: str, window_s: float) -> Publisher:
         """Create a heartbeat writer on `topic`, asserted from now on, as a client's is."""
@@ -129,36 +152,45 @@ class InputRig:
         return self.robot.call(f'{MANAGER}/start_session', request, timeout_s=DEADLINE_S)
 
     def end(self, session_id: str) -> EndSession.Response:
+        """End the session whose secret id is `session_id`."""
         return self.robot.call(f'{MANAGER}/end_session', EndSession.Request(session_id=session_id),
                                timeout_s=DEADLINE_S)
 
-    def stop(self, session_id: str) -> StopSessionResources.Response:
+    def stop(self, handle: str) -> StopSessionResources.Response:
         return self.robot.call(f'{MANAGER}/stop_session_resources',
-                               StopSessionResources.Request(session_id=session_id),
-                               timeout_s=DEADLINE_S)
+                               StopSessionResources.Request(handle=handle), timeout_s=DEADLINE_S)
 
     def sessions(self) -> List:
         return self.robot.call(f'{MANAGER}/list_sessions', ListSessions.Request(),
                                timeout_s=DEADLINE_S).sessions
 
-    def command(self, session_id: str, resource: str, value: float) -> None:
-        """Publish a SessionCommand without waiting for it (see `rejection` and `drain`)."""
+    def command(self, handle: str, resource: str, value: float, *, sequence: int = 1,
+                tag: bytes = b'') -> None:
+        """Publish a SessionCommand as given, without waiting (see `rejection` and `drain`)."""
         self.wait_for_subscriber(self._commands)
-        self._commands.publish(SessionCommand(session_id=session_id, resource=resource,
-                                              value=value))
+        self._commands.publish(SessionCommand(handle=handle, resource=resource, value=value,
+                                              sequence=sequence, tag=list(tag)))
 
-    def rejection(self, session_id: str, after_ns: int) -> Stamped:
-        """Wait for the manager's rejection of a command of `session_id` sent after `after_ns`."""
+    def signed(self, handle: str, resource: str, value: float) -> int:
+        """Publish a command of a known session, tagged as its client does; return its sequence."""
+        sequence, tag = self._signers[handle].sign(resource, value)
+        self.command(handle, resource, value, sequence=sequence, tag=tag)
+        return sequence
+
+    def rejection(self, after_ns: int, what: str,
+                  matches: Callable[[Rejection], bool]) -> Stamped:
+        """Wait for a rejection, received after `after_ns`, that `matches`."""
         return self.robot.rejections.wait_for(
-            lambda s: s.message.session_id == session_id and s.t_ns > after_ns, DEADLINE_S,
-            f'a rejection for session id {session_id[:40]!r}')
+            lambda s: s.t_ns > after_ns and matches(s.message), DEADLINE_S, what)
 
     def drain(self) -> None:
         """Return once the manager has handled every command this rig published so far."""
         sentinel = f'sentinel {next(self._sentinels)}'
+        reason = f'command refused: unknown session {sentinel!r}'
         sent_ns = time.monotonic_ns()
         self.command(sentinel, '/sentinel', 0.0)
-        self.rejection(sentinel, sent_ns)
+        self.rejection(sent_ns, f'the rejection of {sentinel}',
+                       lambda r: r.handle == '' and r.reason == reason)
 
     def publisher(self, message_type: type, topic: str, qos: QoSProfile) -> Publisher:
         return self.node.create_publisher(message_type, topic, qos)
@@ -183,11 +215,11 @@ class InputRig:
         if lost is not None:
             problems.append(f'the probe was told its session is over: {lost}')
         over = [s.message for s in self.robot.events.snapshot()
-                if s.message.session_id == self.probe_id
+                if s.message.handle == self.probe_handle
                 and s.message.state != SessionEvent.STARTED]
         if over:
             problems.append(f'the probe session ended: {over}')
-        if self.probe_id not in [s.session_id for s in self.sessions()]:
+        if self.probe_handle not in [s.handle for s in self.sessions()]:
             problems.append('the probe session is not listed')
         changes = [c for c in self.robot.chip_changes('motor') if c.t_ns > self._running.t_ns]
         off = [c for c in changes if c.value != PROBE_POWER]

@@ -2,17 +2,18 @@
 Every input path of one real session manager refuses bad requests with a clear reason.
 
 Start, end, stop_session_resources and commands on ~/command, with empty, huge, non-ASCII,
-garbage and out-of-bounds fields, unknown, ended and expired ids, heartbeat topics of any name,
-type or QoS, QoS mismatches on the topics the manager reads and writes, raw bytes that are no
-SessionCommand, races of starts, resumes and ends, and a flood of requests. Each refusal says
-why in one short line and changes nothing else; a healthy probe session beside them keeps its
-motor running throughout (input_rig).
+garbage and out-of-bounds fields, unknown, ended and expired ids, a session's public handle
+where its secret id is due (and the reverse), commands with a wrong tag or a replayed
+sequence, heartbeat topics of any name, type or QoS, QoS mismatches on the topics the manager
+reads and writes, raw bytes that are no SessionCommand, races of starts, resumes and ends,
+and a flood of requests. Each refusal says why in one short line and changes nothing else; a
+healthy probe session beside them keeps its motor running throughout (input_rig).
 """
 
 import math
 import threading
 import time
-from typing import Iterator
+from typing import Iterator, Tuple
 
 from builtin_interfaces.msg import Duration
 import pytest
@@ -23,18 +24,25 @@ from rclpy.qos import (
 from rclpy.serialization import serialize_message
 from std_msgs.msg import String
 
+from viam_session.sessions.command_auth import command_tag
 from viam_session.sessions.manager_node import EVENTS_QOS, SERVICES_QOS
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import EndSession, StartSession
 
 from input_rig import (  # noqa: I100 - the tests' own helpers
-    assert_probe_untouched, DEADLINE_S, input_rig, InputRig, MANAGER, SPARE)
+    assert_probe_untouched, DEADLINE_S, input_rig, InputRig, MANAGER, Opened, SPARE)
 
 # A refusal is one line a person reads: it quotes what was sent, never all of it.
 LONGEST_REASON = 400
 HUGE = 100_000
 # Long enough for a test to make the node it names appear; a start waits at most this.
 DISCOVERY_TIMEOUT_S = 3.0
+# The one answer to an end or resume with anything but a session's own secret id.
+UNKNOWN_END = 'end refused: unknown session id'
+UNKNOWN_RESUME = 'resume refused: unknown session id'
+EXPIRED = 'expired: no heartbeat for a full window'
+# How the manager lists its actuators when it refuses a resource it does not know.
+NOT_AN_ACTUATOR = ': not an actuator (/motor, /spare) nor an external resource (none)'
 # Requests a flood keeps waiting for an answer at once.
 FLOOD_IN_FLIGHT = 8
 BURST_CLIENTS = 200
@@ -54,15 +62,22 @@ def probe_untouched(rig: InputRig) -> Iterator[None]:
     assert_probe_untouched(rig)
 
 
+class Exactly(str):
+    """A refusal expected word for word (a plain str need only be in the message)."""
+
+
 def _assert_refused(response: object, reason: str) -> None:
     assert not response.success, f'accepted: {response}'
-    assert reason in response.message, response.message
+    if isinstance(reason, Exactly):
+        assert response.message == reason, response.message
+    else:
+        assert reason in response.message, response.message
     assert len(response.message) < LONGEST_REASON, response.message
     assert '\n' not in response.message, response.message
 
 
-def _listed_ids(rig: InputRig) -> set:
-    return {s.session_id for s in rig.sessions()}
+def _listed(rig: InputRig) -> set:
+    return {s.handle for s in rig.sessions()}
 
 
 # --- start_session ----------------------------------------------------------------------------
@@ -98,15 +113,37 @@ def _listed_ids(rig: InputRig) -> set:
     ({'client_node': '/bad node'}, "bad client_node '/bad node': node name must not contain"),
     ({'client_node': '/ns//node'}, "bad client_node '/ns//node': namespace must not end"),
     ({'client_node': '/' + 'n' * HUGE}, 'bad client_node'),
-    ({'resume_session_id': 'garbage'}, "resume refused: unknown session id 'garbage'"),
-    ({'resume_session_id': '\ufffd\ufffd'}, 'resume refused: unknown session id'),
-    ({'resume_session_id': 'f' * HUGE}, f'unknown session id {"f" * 78!r}... ({HUGE} characters)'),
+    # A resume id is a secret: the reply never echoes it, whatever was sent.
+    ({'resume_session_id': 'garbage'}, Exactly(UNKNOWN_RESUME)),
+    ({'resume_session_id': '\ufffd\ufffd'}, Exactly(UNKNOWN_RESUME)),
+    ({'resume_session_id': '0' * 32}, Exactly(UNKNOWN_RESUME)),
+    ({'resume_session_id': 'f' * HUGE}, Exactly(UNKNOWN_RESUME)),
 ], ids=lambda value: repr(value)[:40])
 def test_a_bad_start_request_is_refused_and_starts_nothing(rig, fields, reason):
-    before = _listed_ids(rig)
+    before = _listed(rig)
     fields = {'heartbeat_topic': rig.topic(), **fields}
     _assert_refused(rig.start(**fields), reason)
-    assert _listed_ids(rig) == before
+    assert _listed(rig) == before
+
+
+@pytest.mark.parametrize('client, resume', [
+    ('probe', lambda rig, own: rig.probe_handle),
+    ('not the probe', lambda rig, own: rig.probe_handle),
+    ('not the probe', lambda rig, own: rig.probe_secret),
+    ('own', lambda rig, own: own.handle),
+    ('own', lambda rig, own: own.secret.upper()),
+    ('own', lambda rig, own: own.secret[:-1]),
+    ('own', lambda rig, own: own.secret + ' '),
+], ids=['probe handle', 'probe handle, other client', 'probe secret, other client',
+        'own handle', 'own secret upper case', 'own secret cut short', 'own secret padded'])
+def test_a_resume_with_anything_but_its_own_secret_is_refused_alike(rig, client, resume):
+    """A handle, another client's secret, a near miss: one answer, and nothing changes."""
+    own = rig.live_session('own')
+    before = _listed(rig)
+    _assert_refused(rig.start(client, rig.topic(), resume_session_id=resume(rig, own)),
+                    Exactly(UNKNOWN_RESUME))
+    assert _listed(rig) == before
+    assert rig.end(own.secret).success
 
 
 def test_a_start_naming_a_node_that_never_appears_is_refused_after_the_timeout(rig):
@@ -135,24 +172,31 @@ def test_another_sessions_heartbeat_topic_is_refused(rig):
     _assert_refused(rig.start(heartbeat_topic=rig.probe_topic),
                     f'heartbeat topic {rig.probe_topic} belongs to another session')
     _assert_refused(rig.start(client='probe', heartbeat_topic=rig.probe_topic,
-                              resume_session_id='0' * 32), 'resume')
+                              resume_session_id='0' * 32), Exactly(UNKNOWN_RESUME))
+    _assert_refused(rig.start(client='probe', heartbeat_topic=rig.probe_topic,
+                              resume_session_id=rig.probe_handle), Exactly(UNKNOWN_RESUME))
 
 
 def test_resuming_another_clients_session_is_refused(rig):
     _assert_refused(rig.start(client='not the probe', heartbeat_topic=rig.topic(),
-                              resume_session_id=rig.probe_id), 'resume')
+                              resume_session_id=rig.probe_secret), Exactly(UNKNOWN_RESUME))
 
 
 def test_resuming_an_ended_or_expired_session_is_refused(rig):
-    ended, _ = rig.live_session('ender')
-    assert rig.end(ended).success
+    ended = rig.live_session('ender')
+    assert rig.end(ended.secret).success
     _assert_refused(rig.start(client='ender', heartbeat_topic=rig.topic(),
-                              resume_session_id=ended), 'is over, ended by its client')
-    expired, topic = rig.live_session('expirer', window_s=0.5)
-    rig.silence(topic)
-    rig.robot.wait_for_event(expired, SessionEvent.EXPIRED)
+                              resume_session_id=ended.secret),
+                    Exactly(f'resume refused: session {ended.handle} is over, '
+                            'ended by its client'))
+    _assert_refused(rig.start(client='ender', heartbeat_topic=rig.topic(),
+                              resume_session_id=ended.handle), Exactly(UNKNOWN_RESUME))
+    expired = rig.live_session('expirer', window_s=0.5)
+    rig.silence(expired.topic)
+    rig.robot.wait_for_event(expired.handle, SessionEvent.EXPIRED)
     _assert_refused(rig.start(client='expirer', heartbeat_topic=rig.topic(),
-                              resume_session_id=expired), 'is over, expired')
+                              resume_session_id=expired.secret),
+                    Exactly(f'resume refused: session {expired.handle} is over, {EXPIRED}'))
 
 
 def test_two_starts_on_one_topic_while_one_waits_for_discovery(rig):
@@ -170,78 +214,189 @@ def test_two_starts_on_one_topic_while_one_waits_for_discovery(rig):
 
 
 def test_a_resume_whose_session_ends_while_it_waits_is_refused(rig):
-    session_id, topic = rig.live_session('resumer')
+    resumed = rig.live_session('resumer')
     waiting = rig.robot.call_async(f'{MANAGER}/start_session', _start_request(
-        'resumer', rig.topic(), client_node='/late_resumer', resume_session_id=session_id))
-    assert rig.end(session_id).success
+        'resumer', rig.topic(), client_node='/late_resumer', resume_session_id=resumed.secret))
+    assert rig.end(resumed.secret).success
     rig.foreign('late_resumer').create_publisher(SessionCommand, f'{MANAGER}/command', 10)
-    _assert_refused(_result(waiting), 'is over, ended by its client')
-    assert session_id not in _listed_ids(rig)
+    _assert_refused(_result(waiting), Exactly(
+        f'resume refused: session {resumed.handle} is over, ended by its client'))
+    assert resumed.handle not in _listed(rig)
 
 
 # --- end_session and stop_session_resources ---------------------------------------------------
 
-@pytest.mark.parametrize('session_id, reason', [
-    ('', "unknown session id ''"),
-    ('garbage', "unknown session id 'garbage'"),
-    ('\ufffd\x7f', 'unknown session id'),
-    ('0' * 32, 'unknown session id'),
-    ('f' * HUGE, f'({HUGE} characters)'),
+@pytest.mark.parametrize('text, stop_reason', [
+    ('', "stop refused: unknown session ''"),
+    ('garbage', "stop refused: unknown session 'garbage'"),
+    ('\ufffd\x7f', "stop refused: unknown session '\ufffd\\x7f'"),
+    ('0' * 32, f"stop refused: unknown session '{'0' * 32}'"),
+    ('0' * 16, f"stop refused: unknown session '{'0' * 16}'"),
+    ('f' * HUGE, f"stop refused: unknown session '{'f' * 78}'... ({HUGE} characters)"),
 ], ids=lambda value: repr(value)[:20])
-def test_end_and_stop_of_an_unknown_id_are_refused(rig, session_id, reason):
-    for verb, response in (('end', rig.end(session_id)), ('stop', rig.stop(session_id))):
-        _assert_refused(response, reason)
-        assert response.message.startswith(f'{verb} refused: '), response.message
+def test_end_and_stop_of_an_unknown_id_are_refused(rig, text, stop_reason):
+    """An end (secret id) never echoes what was sent; a stop (public handle) quotes it short."""
+    before = _listed(rig)
+    _assert_refused(rig.end(text), Exactly(UNKNOWN_END))
+    _assert_refused(rig.stop(text), Exactly(stop_reason))
+    assert _listed(rig) == before
+
+
+def test_end_takes_only_the_secret_and_stop_only_the_handle(rig):
+    """The probe's handle and a session's handle end nothing; a secret stops nothing."""
+    opened = rig.live_session('two names')
+    rig.signed(opened.handle, SPARE, 0.2)
+    rig.robot.wait_for_duty(SPARE[1:], lambda duty: duty == 0.2)
+    for handle in (rig.probe_handle, opened.handle):
+        _assert_refused(rig.end(handle), Exactly(UNKNOWN_END))
+    _assert_refused(rig.stop(opened.secret),
+                    Exactly(f'stop refused: unknown session {opened.secret!r}'))
+    listed = {s.handle: list(s.owned_resources) for s in rig.sessions()}
+    assert listed[opened.handle] == [SPARE]
+    assert rig.robot.duty(SPARE[1:]) == 0.2
+    ended = rig.end(opened.secret)
+    assert ended.success, ended.message
+    assert list(ended.stopped_resources) == [SPARE]
 
 
 def test_ending_twice_at_once_ends_once(rig):
-    session_id, _ = rig.live_session('twice')
+    opened = rig.live_session('twice')
     futures = [rig.robot.call_async(f'{MANAGER}/end_session',
-                                    EndSession.Request(session_id=session_id)) for _ in range(2)]
+                                    EndSession.Request(session_id=opened.secret))
+               for _ in range(2)]
     replies = sorted((_result(f) for f in futures), key=lambda reply: not reply.success)
     assert replies[0].success, replies[0].message
-    _assert_refused(replies[1], 'is over, ended by its client')
+    _assert_refused(replies[1], Exactly(
+        f'end refused: session {opened.handle} is over, ended by its client'))
 
 
 # --- commands on ~/command --------------------------------------------------------------------
 
-@pytest.mark.parametrize('session, resource, value, reason', [
-    ('unknown', '/motor', 0.1, "command refused: unknown session id 'unknown'"),
-    ('', '/motor', 0.1, "command refused: unknown session id ''"),
-    ('f' * HUGE, '/motor', 0.1, f'({HUGE} characters)'),
-    ('live', '/nope', 0.1, "unknown actuator '/nope'"),
-    ('live', '', 0.1, "unknown actuator ''"),
-    ('live', '/' + 'r' * HUGE, 0.1, f'({HUGE + 1} characters)'),
-    ('live', SPARE, math.nan, 'nan'),
-    ('live', SPARE, math.inf, 'inf'),
-    ('live', SPARE, -math.inf, 'inf'),
-    ('probe', '/nope', 0.1, "unknown actuator '/nope'"),
-], ids=lambda value: repr(value)[:20])
-def test_a_bad_command_is_rejected_with_a_reason(rig, session, resource, value, reason):
-    session_id = {'live': lambda: rig.live_session('commander')[0],
-                  'probe': lambda: rig.probe_id}.get(session, lambda: session)()
-    sent_ns = time.monotonic_ns()
-    rig.command(session_id, resource, value)
-    rejection = rig.rejection(session_id, sent_ns).message
+def _first_rejection(rig: InputRig, sent_ns: int, handle: str) -> Rejection:
+    """Return the first rejection received after `sent_ns` that names `handle` ('': none)."""
+    return rig.rejection(sent_ns, f'a rejection for {handle[:40]!r}',
+                         lambda r: r.handle == handle).message
+
+
+def _assert_reason(rejection: Rejection, reason: str) -> None:
     assert rejection.subject == 'command'
-    assert reason in rejection.reason, rejection.reason
+    if isinstance(reason, Exactly):
+        assert rejection.reason == reason, rejection.reason
+    else:
+        assert reason in rejection.reason, rejection.reason
     assert len(rejection.reason) < LONGEST_REASON, rejection.reason
+    assert '\n' not in rejection.reason, rejection.reason
 
 
-def test_a_command_of_an_expired_session_is_rejected(rig):
-    session_id, topic = rig.live_session('short', window_s=0.5)
-    rig.silence(topic)
-    rig.robot.wait_for_event(session_id, SessionEvent.EXPIRED)
+@pytest.mark.parametrize('session, resource, value, reason', [
+    ('live', '/nope', 0.1, Exactly("unknown resource '/nope'" + NOT_AN_ACTUATOR)),
+    ('live', '', 0.1, Exactly("unknown resource ''" + NOT_AN_ACTUATOR)),
+    ('live', '/' + 'r' * HUGE, 0.1,
+     Exactly(f"unknown resource '/{'r' * 77}'... ({HUGE + 1} characters)" + NOT_AN_ACTUATOR)),
+    ('live', SPARE, math.nan, Exactly(f'{SPARE}: value must be finite, got nan')),
+    ('live', SPARE, math.inf, Exactly(f'{SPARE}: value must be finite, got inf')),
+    ('live', SPARE, -math.inf, Exactly(f'{SPARE}: value must be finite, got -inf')),
+    ('live', SPARE, 1.5, f'{SPARE} refuses 1.5: '),
+    ('probe', '/nope', 0.1, Exactly("unknown resource '/nope'" + NOT_AN_ACTUATOR)),
+], ids=lambda value: repr(value)[:20])
+def test_a_bad_command_of_a_session_is_rejected_with_a_reason(
+        rig, session, resource, value, reason):
+    """Tagged by its session's secret: refused for what it names, and told to that session."""
+    handle = rig.live_session('commander').handle if session == 'live' else rig.probe_handle
+    rig.drain()
     sent_ns = time.monotonic_ns()
-    rig.command(session_id, SPARE, 0.2)
-    assert 'is over, expired' in rig.rejection(session_id, sent_ns).message.reason
+    rig.signed(handle, resource, value)
+    rejection = _first_rejection(rig, sent_ns, handle)
+    _assert_reason(rejection, reason)
+    assert rejection.resource == resource
+    assert rejection.value == value or math.isnan(value) and math.isnan(rejection.value)
+
+
+def _replay(rig: InputRig, opened: Opened) -> Tuple[int, bytes]:
+    """Have a command of the session accepted, then return its sequence with a good tag."""
+    sent_ns = time.monotonic_ns()
+    sequence = rig.signed(opened.handle, SPARE, 0.25)
+    rig.robot.wait_for_duty(SPARE[1:], lambda duty: duty == 0.25, after_ns=sent_ns)
+    return sequence, command_tag(opened.secret, opened.handle, SPARE, 0.25, sequence)
+
+
+def _good(opened: Opened, sequence: int, resource: str = SPARE, value: float = 0.25) -> bytes:
+    return command_tag(opened.secret, opened.handle, resource, value, sequence)
+
+
+FORGED = Exactly('command refused: its tag does not match session {handle} (forged?)')
+
+
+@pytest.mark.parametrize('session, make, reason', [
+    ('unknown', lambda rig, s: (1, b''), Exactly("command refused: unknown session 'unknown'")),
+    ('', lambda rig, s: (1, b''), Exactly("command refused: unknown session ''")),
+    ('f' * HUGE, lambda rig, s: (1, b''),
+     Exactly(f"command refused: unknown session '{'f' * 78}'... ({HUGE} characters)")),
+    ('0' * 16, lambda rig, s: (1, command_tag('0' * 32, '0' * 16, SPARE, 0.25, 1)),
+     Exactly(f"command refused: unknown session '{'0' * 16}'")),
+    ('live', lambda rig, s: (1, b''), FORGED),
+    ('live', lambda rig, s: (1, bytes(32)), FORGED),
+    ('live', lambda rig, s: (1, _good(s, 1)[:31]), FORGED),
+    ('live', lambda rig, s: (1, _good(s, 1) + b'\0'), FORGED),
+    ('live', lambda rig, s: (1, command_tag(s.handle, s.handle, SPARE, 0.25, 1)), FORGED),
+    ('live', lambda rig, s: (1, _good(s, 1, value=0.5)), FORGED),
+    ('live', lambda rig, s: (1, _good(s, 1, resource='/motor')), FORGED),
+    ('live', lambda rig, s: (2, _good(s, 1)), FORGED),
+    ('live', lambda rig, s: (2 ** 64 - 1, _good(s, 1)), FORGED),
+    ('live', lambda rig, s: (0, _good(s, 0)), Exactly(
+        'command refused: sequence 0 of session {handle} is not above 0 (replayed?)')),
+    ('live', _replay, Exactly(
+        'command refused: sequence 1 of session {handle} is not above 1 (replayed?)')),
+    ('probe', lambda rig, s: (1, command_tag(s.handle, s.handle, SPARE, 0.25, 1)), FORGED),
+    ('probe', lambda rig, s: (2 ** 63, bytes(32)), FORGED),
+    ('probe', lambda rig, s: (1, _good(s, 1)), 'command refused: sequence 1 of session '
+                                               '{handle} is not above '),
+], ids=['unknown', 'empty', 'huge', 'made-up handle and secret', 'no tag', 'zero tag',
+        'short tag', 'long tag', 'tag keyed by the handle', 'tag of another value',
+        'tag of another resource', 'tag of another sequence', 'tag of sequence 1 at 2^64-1',
+        'sequence 0', 'replayed', 'probe: tag keyed by its handle', 'probe: zero tag',
+        'probe: its first sequence again'])
+def test_a_command_not_proven_its_sessions_is_rejected_unattributed(rig, session, make, reason):
+    """An unknown handle, a wrong tag or an old sequence: refused, naming no session, no owner."""
+    if session == 'live':
+        opened = rig.live_session('tagger')
+    elif session == 'probe':
+        opened = Opened(rig.probe_secret, rig.probe_handle, rig.probe_topic)
+    else:
+        opened = Opened('', session, '')
+    sequence, tag = make(rig, opened)
+    owners = {s.handle: list(s.owned_resources) for s in rig.sessions()}
+    rig.drain()
+    sent_ns = time.monotonic_ns()
+    rig.command(opened.handle, SPARE, 0.25, sequence=sequence, tag=tag)
+    rejection = _first_rejection(rig, sent_ns, '')
+    _assert_reason(rejection, type(reason)(reason.replace('{handle}', opened.handle)))
+    assert {s.handle: list(s.owned_resources) for s in rig.sessions()} == owners
+
+
+def test_a_command_of_an_expired_or_ended_session_is_rejected(rig):
+    """Its tag is good: the session is told why (its client may still listen); nothing owned."""
+    expired = rig.live_session('short', window_s=0.5)
+    rig.silence(expired.topic)
+    rig.robot.wait_for_event(expired.handle, SessionEvent.EXPIRED)
+    ended = rig.live_session('ended')
+    assert rig.end(ended.secret).success
+    for opened, why in ((expired, EXPIRED), (ended, 'ended by its client')):
+        rig.drain()
+        sent_ns = time.monotonic_ns()
+        rig.signed(opened.handle, SPARE, 0.2)
+        _assert_reason(_first_rejection(rig, sent_ns, opened.handle), Exactly(
+            f'command refused: session {opened.handle} is over, {why}'))
+        # Its secret is no longer of use to the rest either.
+        _assert_refused(rig.end(opened.secret), Exactly(
+            f'end refused: session {opened.handle} is over, {why}'))
 
 
 def test_bytes_that_are_no_session_command_are_dropped(rig):
     """Truncated, padded, random or mistyped CDR on ~/command: dropped, the manager serves."""
     writer = rig.foreign().create_publisher(SessionCommand, f'{MANAGER}/command', 10)
     rig.wait_for_subscriber(writer)
-    good = serialize_message(SessionCommand(session_id='AAAA', resource='/motor', value=0.3))
+    good = serialize_message(SessionCommand(handle='AAAA', resource='/motor', value=0.3))
     for payload in (b'', b'\x00', b'\x00\x01\x00\x00', b'\x00\x01\x00\x00\xff\xff\xff\x7f',
                     good[:7], good[:-3], good + bytes(1000), bytes(range(256)) * 4,
                     good.replace(b'AAAA', b'\xff\xfe\x80\xc0')):
@@ -264,11 +419,10 @@ def test_qos_mismatches_on_the_managers_topics_harm_nothing(rig):
         QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     other_type = rig.foreign().create_publisher(String, f'{MANAGER}/command', 10)
     for _ in range(10):
-        best_effort.publish(SessionCommand(session_id='best effort', resource='/motor'))
+        best_effort.publish(SessionCommand(handle='best effort', resource='/motor'))
         other_type.publish(String(data='not a command'))
     rig.drain()
-    session_id, _ = rig.live_session('after mismatches')
-    assert rig.end(session_id).success
+    assert rig.end(rig.live_session('after mismatches').secret).success
 
 
 @pytest.mark.parametrize('qos, policy', [
@@ -286,30 +440,37 @@ def test_a_heartbeat_writer_that_cannot_match_is_named_and_its_session_expires(
     started = rig.start('mismatch', topic, window=Duration(nanosec=500_000_000))
     assert started.success, started.message
     rejection = rig.robot.rejections.wait_for(
-        lambda s: s.message.session_id == started.session_id, DEADLINE_S, 'a heartbeat rejection')
+        lambda s: s.message.handle == started.handle, DEADLINE_S, 'a heartbeat rejection')
     assert rejection.message.subject == 'heartbeat'
     assert f'incompatible QoS {policy}' in rejection.message.reason
-    rig.robot.wait_for_event(started.session_id, SessionEvent.EXPIRED)
+    rig.robot.wait_for_event(started.handle, SessionEvent.EXPIRED)
 
 
 # --- many requests ----------------------------------------------------------------------------
 
 def test_a_flood_of_requests_is_answered(rig):
-    """2000 bad ends, and 2000 bad commands at once: each end answered, nothing harmed."""
+    """
+    2000 bad ends, and 2000 bad commands at once: each end answered, nothing harmed.
+
+    Every other command names the probe's session, with a tag of zeros: all refused.
+    """
     # Service requests and replies are kept 10 deep: more in flight from one client would
     # lose some in DDS, not in the manager.
     in_flight = []
     for index in range(2000):
         in_flight.append(rig.robot.call_async(
             f'{MANAGER}/end_session', EndSession.Request(session_id=f'flood {index}')))
-        rig.command(f'flood {index}', '/motor', 1.0)
+        if index % 2:
+            rig.command(rig.probe_handle, '/motor', -1.0, sequence=10 ** 6 + index,
+                        tag=bytes(32))
+        else:
+            rig.command(f'flood {index}', '/motor', 1.0)
         if len(in_flight) == FLOOD_IN_FLIGHT:
-            _assert_refused(_result(in_flight.pop(0)), 'unknown session id')
+            _assert_refused(_result(in_flight.pop(0)), Exactly(UNKNOWN_END))
     for future in in_flight:
-        _assert_refused(_result(future), 'unknown session id')
+        _assert_refused(_result(future), Exactly(UNKNOWN_END))
     rig.drain()
-    session_id, _ = rig.live_session('after the flood')
-    assert rig.end(session_id).success
+    assert rig.end(rig.live_session('after the flood').secret).success
 
 
 def test_a_burst_of_starts_from_many_clients_is_answered(rig):

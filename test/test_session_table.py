@@ -186,6 +186,23 @@ def test_resume_of_unknown_or_expired_id_is_refused(table, clock):
     assert table.live() == []
 
 
+@pytest.mark.parametrize('window_s', [-1.0, 0.001, 61.0, 8e8, math.inf, math.nan])
+def test_a_resume_asking_for_a_window_out_of_bounds_is_refused(table, clock, window_s):
+    """As a start would be, whatever the id (the answer tells nothing of it); nothing changes."""
+    session = table.start('client-a', requested_window_s=1.0)
+    clock.now = START + 0.5
+    answers = set()
+    for presented in (session.secret, session.handle, '0' * 32):
+        with pytest.raises(SessionError) as refused:
+            table.start('client-a', window_s, resume_session_id=presented)
+        answers.add(str(refused.value))
+    assert answers == {f"requested window {window_s} s is outside the robot's bounds "
+                       '[0.03, 60.0] s'}
+    assert session.deadline == START + 1.0
+    resumed = table.start('client-a', 2.0, resume_session_id=session.secret)
+    assert resumed is session and resumed.window_s == 1.0
+
+
 def test_max_sessions_refused_with_clear_reason(clock):
     """Past the capacity a start is refused saying why; ending one makes room again."""
     table = SessionTable(clock=clock, limits=SessionLimits(max_sessions=3))

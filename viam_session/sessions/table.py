@@ -163,7 +163,14 @@ class SessionTable:
 
     def window_for(self, client: str, requested_window_s: float = 0.0,
                    resume_session_id: str = '') -> float:
-        """Return the window `start` would grant now, or raise SessionError as it would."""
+        """
+        Return the window `start` would grant now, or raise SessionError as it would.
+
+        The requested window is checked on a resume too (a resumed session keeps its own
+        window): a window out of bounds is refused whatever the id, so the answer tells
+        nothing of the id.
+        """
+        window_s = self._window(requested_window_s)
         if resume_session_id:
             handle = self._handle_of.get(resume_session_id)
             live = self._sessions.get(handle)
@@ -173,7 +180,6 @@ class SessionTable:
                 # Someone else's session is answered exactly as an unknown id.
                 raise SessionError(UNKNOWN_ID.format(action='resume'))
             return self._find(handle, 'resume', self._clock()).window_s
-        window_s = self._window(requested_window_s)
         if len(self._sessions) >= self._limits.max_sessions:
             raise SessionError(
                 f'too many sessions: the robot allows at most {self._limits.max_sessions}')

@@ -369,7 +369,8 @@ class SessionManager(Node):
         if known is None:
             pending = self._heartbeat_topics[topic] = _HeartbeatTopic(f'starting {id(request)}')
             if self.count_publishers(topic):
-                await self._heard(pending, window_s)
+                # Bounded like discovery: a start is answered within discovery_timeout_s.
+                await self._heard(pending, min(window_s, self._discovery_timeout_s))
         try:
             # The wait for the writer above kept the topic (its mark), not the robot's state.
             self._check_may_start(request)

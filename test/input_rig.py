@@ -31,6 +31,7 @@ from viam_session.sessions.command_auth import CommandSigner
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.time_convert import seconds_to_duration
 from viam_session_harness.sim_robot import MotorSpec, SimRobot, Stamped
+from viam_session_harness.waiting import poll_until
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import (
     EndSession, ListSessions, StartSession, StopSessionResources)
@@ -196,11 +197,8 @@ class InputRig:
         return self.node.create_publisher(message_type, topic, qos)
 
     def wait_for_subscriber(self, publisher: Publisher) -> None:
-        deadline = time.monotonic() + DEADLINE_S
-        while publisher.get_subscription_count() == 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'nobody subscribes to {publisher.topic_name}')
-            time.sleep(0.005)  # the ROS graph has no event to wait on here
+        poll_until(publisher.get_subscription_count, timeout_s=DEADLINE_S,
+                   what=f'nobody subscribes to {publisher.topic_name}', interval_s=0.005)
 
     # --- the probe -----------------------------------------------------------------------------
 

@@ -1,7 +1,6 @@
 """The heartbeat watch: hand-off of liveliness changes (no DDS needed), its shard nodes' names."""
 
 import threading
-import time
 from typing import Callable, List, Tuple
 
 import rclpy
@@ -10,6 +9,7 @@ from rclpy.node import Node
 
 from conftest import next_domain  # noqa: I100 - the tests' own helpers
 from viam_session.sessions.heartbeat_watch import HeartbeatWatch
+from viam_session_harness.waiting import poll_until
 
 
 class Owner:
@@ -124,11 +124,9 @@ def test_shard_nodes_keep_their_names_when_the_process_remaps_its_node_name():
     try:
         watch.watch('/robot/heartbeat_a', 1.0)
         wanted = ('session_manager_heartbeats_0', '/robot')
-        deadline = time.monotonic() + 30.0
-        while wanted not in observer.get_node_names_and_namespaces():
-            assert time.monotonic() < deadline, \
-                f'no {wanted} in the graph: {observer.get_node_names_and_namespaces()}'
-            time.sleep(0.05)     # graph polling: rclpy has no graph-change wait in Python
+        # Graph polling: rclpy has no graph-change wait in Python.
+        poll_until(lambda: wanted in observer.get_node_names_and_namespaces(), timeout_s=30.0,
+                   what=f'no {wanted} in the graph', interval_s=0.05)
         names = observer.get_node_names_and_namespaces()
         assert ('session_manager', '/robot') not in names
         assert ('session_manager', '/') not in names

@@ -37,7 +37,8 @@ while True:
         server.sendto(data, peer)
 """
 
-# Sends argv[2] datagrams to argv[1], 1 ms apart, without waiting for echoes.
+# Sends argv[2] datagrams to argv[1], 1 ms apart (a send rate, not a wait), without waiting
+# for echoes.
 BLAST = f"""
 import socket
 import sys

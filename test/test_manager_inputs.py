@@ -13,7 +13,7 @@ healthy probe session beside them keeps its motor running throughout (input_rig)
 import math
 import threading
 import time
-from typing import Iterator, Tuple
+from typing import Iterator, Optional, Tuple
 
 from builtin_interfaces.msg import Duration
 import pytest
@@ -26,6 +26,7 @@ from std_msgs.msg import String
 
 from viam_session.sessions.command_auth import command_tag
 from viam_session.sessions.manager_node import EVENTS_QOS, SERVICES_QOS
+from viam_session_harness.waiting import poll_until
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import EndSession, StartSession
 
@@ -156,15 +157,18 @@ def test_a_topic_of_another_type_elsewhere_is_refused(rig):
     """Another process writes std_msgs/String on the topic: the manager says so, not DDS."""
     topic = rig.topic()
     rig.foreign().create_publisher(String, topic, 1)
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
+
+    def refused() -> Optional[object]:
         response = rig.start(heartbeat_topic=topic)
-        if not response.success:
-            break
-        # Accepted before the manager discovered the other writer (it would expire, unheard).
-        assert rig.end(response.session_id).success
-        assert time.monotonic() < deadline, 'the manager never saw the topic in use'
-        time.sleep(0.05)  # discovery has no event the manager shows
+        if response.success:
+            # Accepted before the manager discovered the other writer (it would expire,
+            # unheard): end it and ask again; discovery has no event the manager shows.
+            assert rig.end(response.session_id).success
+            return None
+        return response
+
+    response = poll_until(refused, timeout_s=DEADLINE_S,
+                          what='the manager never saw the topic in use', interval_s=0.05)
     _assert_refused(response, f'heartbeat topic {topic} is in use with type std_msgs/msg/String')
 
 
@@ -501,9 +505,8 @@ def _start_request(client: str, topic: str, **fields: object) -> StartSession.Re
 
 
 def _result(future: object) -> object:
-    deadline = time.monotonic() + DEADLINE_S
-    while not future.done():
-        assert time.monotonic() < deadline, 'the manager did not answer'
-        time.sleep(0.01)  # the observer's executor completes the future in its thread
+    answered = threading.Event()
+    future.add_done_callback(lambda _: answered.set())
+    assert answered.wait(DEADLINE_S), 'the manager did not answer'
     assert future.result() is not None, 'the request failed'
     return future.result()

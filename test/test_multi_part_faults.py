@@ -17,6 +17,7 @@ import pytest
 from viam_session.chips.sim_chip import LineChange, wait_for_line_change
 from viam_session_harness.netfault import ImpairedPair, netns_unavailable_reason
 from viam_session_harness.netfault.multi_part_robot import JsonLines, MultiPartRobot
+from viam_session_harness.waiting import poll_until
 import yaml
 
 from conftest import next_domain  # noqa: I100 - the tests' own helper
@@ -170,17 +171,17 @@ def _link_up_brings_the_arm_back(robot: MultiPartRobot,
     for dependent in (MOTOR, SERVO):
         assert back[BOARD]['data']['t_ns'] < back[dependent]['data']['t_ns'], (
             f'{dependent} reported back before the board it depends on: {back}')
+
     # The supervisor's view of every node, active and seen alive: a node's liveliness report
     # can come a moment after its state (seen: a primary node still 'alive: None' just after
     # the arm was back), so the view is read until it holds or the deadline passes.
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
+    def every_node_active_and_alive() -> bool:
         nodes = robot.state()['nodes']
-        view = {fqn: (nodes[fqn]['state'], nodes[fqn]['alive']) for fqn in nodes}
-        if view == dict.fromkeys(nodes, ('active', True)) or time.monotonic() > deadline:
-            break
-        time.sleep(STATE_POLL_S)
-    assert view == dict.fromkeys(nodes, ('active', True))
+        return all((node['state'], node['alive']) == ('active', True) for node in nodes.values())
+
+    poll_until(every_node_active_and_alive, timeout_s=DEADLINE_S,
+               what="the supervisor's view: not every node active and seen alive",
+               interval_s=STATE_POLL_S)
     return up_ns
 
 

@@ -17,6 +17,7 @@ import pytest
 from viam_session_harness.netfault import ImpairedPair, netns_unavailable_reason
 from viam_session_harness.netfault.remote_robot_process import RemoteRobotProcess
 from viam_session_harness.sim_robot import SimRobot
+from viam_session_harness.waiting import poll_until
 
 from conftest import next_domain  # noqa: I100 - the tests' own helper
 
@@ -49,10 +50,9 @@ def remote_robot(request: pytest.FixtureRequest,
 
 
 def _wait_for_an_assertion_to_cross(pair: ImpairedPair) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not any(writer['delivered'] for writer in pair.liveliness().values()):
-        assert time.monotonic() < deadline, 'no liveliness assertion crossed the link'
-        time.sleep(0.01)
+    # The forwarder tells only when asked (its control socket).
+    poll_until(lambda: any(writer['delivered'] for writer in pair.liveliness().values()),
+               timeout_s=DEADLINE_S, what='no liveliness assertion crossed the link')
 
 
 @netns_only

@@ -14,7 +14,7 @@ TIMEOUT_S = 30.0
 
 
 def _sleeper() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])
+    return subprocess.Popen([sys.executable, '-c', 'import signal; signal.pause()'])
 
 
 @pytest.fixture

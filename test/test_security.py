@@ -26,6 +26,7 @@ from viam_session.service_call import call_service
 from viam_session.sessions.heartbeat_watch import heartbeat_qos
 from viam_session.sessions.manager_node import EVENTS_QOS
 from viam_session_harness.sim_robot import SimRobot
+from viam_session_harness.waiting import poll_until
 from viam_session_interfaces.msg import Heartbeat, Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import EndSession, ListSessions, StartSession
 
@@ -85,11 +86,7 @@ class ThirdParty:
     @staticmethod
     def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
         """Wait until `predicate()` holds (it reads what the executor thread records)."""
-        deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'no {what} within {timeout_s} s')
-            time.sleep(0.02)
+        poll_until(predicate, timeout_s=timeout_s, what=f'no {what}', interval_s=0.02)
 
     def listed(self) -> list:
         return list(call_service(self.list, ListSessions.Request(), 30.0).sessions)

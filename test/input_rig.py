@@ -8,7 +8,10 @@ sessions the requests under test open. The rig knows the secret id of every sess
 handle, sequence and tag can be sent as well, to see them refused. `InputRig.probe_problems()`
 lists what went wrong, if anything, with what must hold throughout: the manager's and the
 probe's processes alive, the probe's session listed, no event of its end, and every PWM change
-of `/motor` on the chip since the probe started at the probe's power.
+of `/motor` on the chip at the probe's power. Each check judges the PWM changes since the one
+before, so one disturbance fails the test it happened in, not every later one; what the
+manager's and the motor driver's logs say about it (lapsed keep-alives, a tripped watchdog,
+dropped commands) comes with the failure.
 """
 
 from dataclasses import dataclass
@@ -48,6 +51,9 @@ DEADLINE_S = 30.0
 # The rig's heartbeat writers assert this often (windows of its live sessions: 2 s).
 ASSERTION_PERIOD_S = 0.05
 MANAGER = '/session_manager'
+# What the manager and a driver log when a motor stops while its session lives.
+DISTURBANCE_WORDS = ('lapsed', 'no valid command', 'lost liveliness', 'command dropped',
+                     'safe level')
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class InputRig:
         started = self.probe.wait_for('started', DEADLINE_S)
         self.probe_secret, self.probe_handle = started['session_id'], started['handle']
         self._running = robot.wait_for_duty('motor', lambda duty: duty == PROBE_POWER)
+        self._checked_ns = self._running.t_ns
+        self.suffered = False
         self.probe_topic = next(s.heartbeat_topic for s in self.sessions()
                                 if s.handle == self.probe_handle)
         self._context = Context()
@@ -219,11 +227,25 @@ class InputRig:
             problems.append(f'the probe session ended: {over}')
         if self.probe_handle not in [s.handle for s in self.sessions()]:
             problems.append('the probe session is not listed')
-        changes = [c for c in self.robot.chip_changes('motor') if c.t_ns > self._running.t_ns]
+        changes = [c for c in self.robot.chip_changes('motor') if c.t_ns > self._checked_ns]
+        if changes:
+            self._checked_ns = changes[-1].t_ns
         off = [c for c in changes if c.value != PROBE_POWER]
         if off:
-            problems.append(f"the probe's motor changed: {off[:5]}")
+            problems.append(f"the probe's motor changed: {off[:5]}; "
+                            f'the logs say: {self._disturbances()}')
+        self.suffered = self.suffered or bool(problems)
         return problems
+
+    def _disturbances(self) -> List[str]:
+        """Return the log lines of the manager and the motor's driver that explain a stop."""
+        lines = []
+        for name in ('session_manager', 'motor'):
+            log = self.robot.log_path(name)
+            text = log.read_text(errors='replace') if log.exists() else ''
+            lines += [f'{name}: {line.strip()}' for line in text.splitlines()
+                      if any(word in line for word in DISTURBANCE_WORDS)]
+        return lines[-10:]
 
 
 def robot_for_inputs(tmp_path: Path, manager_parameters: Sequence[str] = ()) -> SimRobot:
@@ -242,7 +264,7 @@ def input_rig(tmp_path: Path, manager_parameters: Sequence[str] = ()) -> Iterato
         robot.start()
         rig = InputRig(robot)
         yield rig
-        healthy = not rig.probe_problems()
+        healthy = not rig.probe_problems() and not rig.suffered
     finally:
         if rig is not None:
             rig.close()

@@ -51,9 +51,10 @@ DEADLINE_S = 30.0
 # The rig's heartbeat writers assert this often (windows of its live sessions: 2 s).
 ASSERTION_PERIOD_S = 0.05
 MANAGER = '/session_manager'
-# What the manager and a driver log when a motor stops while its session lives.
-DISTURBANCE_WORDS = ('lapsed', 'no valid command', 'lost liveliness', 'command dropped',
-                     'safe level')
+# What the manager (lapsed keep-alives) and a driver (a tripped watchdog, whatever tripped it;
+# a lost publisher; dropped commands) log when a motor stops while its session lives.
+DISTURBANCE_WORDS = ('keep-alives lapsed', 'outputs at their safe level',
+                     'no command publisher is alive', 'command dropped')
 
 
 @dataclass(frozen=True)

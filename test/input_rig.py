@@ -51,6 +51,9 @@ DEADLINE_S = 30.0
 # The rig's heartbeat writers assert this often (windows of its live sessions: 2 s).
 ASSERTION_PERIOD_S = 0.05
 MANAGER = '/session_manager'
+# The motors' watchdogs, and the manager's keep-alives (lease: 3 periods, within the watchdog).
+COMMAND_TIMEOUT_S = 2.0
+KEEPALIVE_PERIOD_S = 0.5
 # What the manager (lapsed keep-alives) and a driver (a tripped watchdog, whatever tripped it;
 # a lost publisher; dropped commands) log when a motor stops while its session lives.
 DISTURBANCE_WORDS = ('keep-alives lapsed', 'outputs at their safe level',
@@ -250,10 +253,20 @@ class InputRig:
 
 
 def robot_for_inputs(tmp_path: Path, manager_parameters: Sequence[str] = ()) -> SimRobot:
+    """
+    Return the robot: its motors' watchdogs and the keep-alives tolerate a starved machine.
+
+    What is under test here is what requests do to the probe, not how soon a stall is caught
+    (test_manager_stalls): with the defaults (watchdog 0.5 s, keep-alives every 0.1 s with a
+    0.3 s lease), a flood of requests starved the manager and the motor's driver of the CPU
+    long enough on Jazzy that the keep-alives lapsed and the probe's motor stopped.
+    """
     env = dict(os.environ, ROS_DOMAIN_ID=str(next_domain()))
     return SimRobot(workdir=tmp_path, env=env, default_window_s=0.5,
                     motors=(MotorSpec('motor', 12, 16), MotorSpec(SPARE[1:], 13, 17)),
-                    manager_parameters=manager_parameters)
+                    manager_parameters=[f'command_keepalive_period_s:={KEEPALIVE_PERIOD_S}',
+                                        *manager_parameters],
+                    driver_parameters=[f'command_timeout_s:={COMMAND_TIMEOUT_S}'])
 
 
 def input_rig(tmp_path: Path, manager_parameters: Sequence[str] = ()) -> Iterator[InputRig]:

@@ -3,8 +3,8 @@ A session's first window runs once the manager could hear its writer, not before
 
 When the manager's new heartbeat subscription and a writer that is already there take longer
 than the window to match (a loaded machine), a healthy session used to expire one window after
-its start without any of its assertions counting. The start reply now waits, at most one
-window, until the writer is seen alive.
+its start without any of its assertions counting. The start reply now waits, at most the
+manager's discovery_timeout_s, until the writer is seen alive.
 """
 
 import threading
@@ -29,7 +29,7 @@ def test_a_writer_that_asserts_only_after_one_window_still_holds_its_session(rob
     The writer is there at the start request but first asserts 1.3 windows after it.
 
     Counted from the request, its first window would be over by then; counted from the end of
-    the wait for it (one window at most), it is not.
+    the wait for it (at most discovery_timeout_s), it is not.
     """
     context = Context()
     rclpy.init(context=context, domain_id=int(robot.env['ROS_DOMAIN_ID']))

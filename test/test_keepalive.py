@@ -110,6 +110,32 @@ def test_the_thread_reports_a_lapse_and_sends_nothing_after_it():
         keepalives.close()
 
 
+def test_a_lapse_reports_the_gap_between_rounds_including_a_slow_send():
+    """A send that stalls (the interpreter or DDS busy) counts: the gap is round to round."""
+    now = [0.0]
+    lock = threading.Lock()
+
+    def clock():
+        with lock:
+            now[0] += 0.001
+            return now[0]
+
+    def slow_send(value):
+        with lock:
+            now[0] += 2.0   # the send itself took two seconds
+
+    gaps = []
+    lapsed = threading.Event()
+    keepalives = KeepAlives(period_s=0.01, clock=clock,
+                            on_lapse=lambda names, gap_s: (gaps.append(gap_s), lapsed.set()))
+    try:
+        keepalives.drive('/motor', slow_send, 0.4, lapse_s=0.3)
+        assert lapsed.wait(timeout=30)
+        assert gaps[0] > 2.0, gaps  # the sleep before it was only one period
+    finally:
+        keepalives.close()
+
+
 def test_only_the_actuators_whose_watchdog_may_have_tripped_lapse():
     rounds = KeepAliveRounds()
     rounds.drive('/short', lambda value: None, 0.5, now=0.0, lapse_s=0.3)

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 import re
 import signal
+import subprocess
 import time
 from typing import Any, Dict, List, Tuple
 
@@ -28,6 +29,7 @@ from supervisor_rig import driver_entry, SupervisorRig
 from viam_session.chips.file_watch import FileWatch
 from viam_session.chips.sim_chip import read_line_changes, wait_for_line_change
 from viam_session_harness.sim_robot import ClientProcess
+from viam_session_harness.waiting import poll_until
 
 # launch sends SIGTERM this long after SIGINT (an ordered exit is over before), SIGKILL this
 # long after SIGTERM.
@@ -113,10 +115,32 @@ def _sigint_as_launch(rig: SupervisorRig) -> Tuple[int, Dict[str, float]]:
     exits: Dict[str, float] = {}
     for name, process in rig.processes.items():
         remaining = LAUNCH_SIGTERM_AFTER_S * 3 - (time.monotonic_ns() - signalled_ns) / 1e9
-        assert process.wait(timeout=max(remaining, 0.1)) == 0, name
+        try:
+            code = process.wait(timeout=max(remaining, 0.1))
+        except subprocess.TimeoutExpired:
+            _dump_stacks(rig)
+            pytest.fail(f'{name} did not exit {LAUNCH_SIGTERM_AFTER_S * 3:g} s after SIGINT '
+                        f'(still running: {sorted(exits.keys() ^ rig.processes.keys())}; '
+                        'their stacks are at the end of their logs)')
+        assert code == 0, name
         exits[name] = (time.monotonic_ns() - signalled_ns) / 1e9
     print('exited after SIGINT: ' + ', '.join(f'{name} {s:.2f} s' for name, s in exits.items()))
     return signalled_ns, exits
+
+
+def _dump_stacks(rig: SupervisorRig) -> None:
+    """Have every process still running print its threads' stacks into its log (SIGUSR1)."""
+    running = [process for process in rig.processes.values() if process.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGUSR1)
+    logs = [rig.workdir / f'{name}.log' for name, process in rig.processes.items()
+            if process in running]
+    try:
+        poll_until(lambda: all('most recent call first' in log.read_text(errors='replace')
+                               for log in logs), timeout_s=10.0, what='every stack printed',
+                   interval_s=0.1)
+    except TimeoutError:
+        pass    # a process too stuck to print: its log says so by having no stack
 
 
 def _assert_children_first(rig: SupervisorRig) -> None:

@@ -65,6 +65,10 @@ class KeepAliveRounds:
     def driven(self) -> List[str]:
         return sorted(self._driven)
 
+    def gap_s(self, now: float) -> float:
+        """Return the time from the previous round (or the first drive) to `now`."""
+        return 0.0 if self._last_round is None else now - self._last_round
+
     def take_round(self, now: float) -> Tuple[List[Tuple[Send, float]], Dict[str, float]]:
         """
         Return (what to send now, what lapsed: name -> its last value).
@@ -72,7 +76,7 @@ class KeepAliveRounds:
         An actuator whose lapse time is shorter than the time since the previous round
         lapses: it is released and sent nothing.
         """
-        gap = 0.0 if self._last_round is None else now - self._last_round
+        gap = self.gap_s(now)
         self._last_round = now
         lapsed = {name: value for name, (_, value, lapse_s) in sorted(self._driven.items())
                   if gap > lapse_s}
@@ -143,7 +147,9 @@ class KeepAlives:
                 if self._closed:
                     return
                 now = self._clock()
-                gap_s = now - due + self.period_s
+                # What lapses is judged on this gap: the sleep, and the sends and the waits for
+                # the lock and the interpreter since the previous round.
+                gap_s = self._rounds.gap_s(now)
                 sends, lapsed = self._rounds.take_round(now)
                 # Sent under the lock: a release() that returned has sent its last.
                 for send, value in sends:

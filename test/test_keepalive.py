@@ -7,6 +7,23 @@ from viam_session.sessions.keepalive import KeepAliveRounds, KeepAlives, LapsedA
 LAPSE_S = 0.3
 
 
+class _SteppingClock:
+    """A clock that advances 1 ms per reading, and jumps when told (from any thread)."""
+
+    def __init__(self):
+        self._now = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self):
+        with self._lock:
+            self._now += 0.001
+            return self._now
+
+    def jump(self, seconds):
+        with self._lock:
+            self._now += seconds
+
+
 def _recorder(sent, name):
     return lambda value: sent.append((name, value))
 
@@ -83,14 +100,7 @@ def test_the_thread_resends_and_stops_at_release():
 
 def test_the_thread_reports_a_lapse_and_sends_nothing_after_it():
     """A clock that jumps past the lapse (a frozen process resumed) ends the keep-alives."""
-    now = [0.0]
-    lock = threading.Lock()
-
-    def clock():
-        with lock:
-            now[0] += 0.001
-            return now[0]
-
+    clock = _SteppingClock()
     lapses = []
     lapsed = threading.Event()
     sent = []
@@ -98,8 +108,7 @@ def test_the_thread_reports_a_lapse_and_sends_nothing_after_it():
                             on_lapse=lambda names, late: (lapses.append(names), lapsed.set()))
     try:
         keepalives.drive('/motor', sent.append, 0.4, lapse_s=0.3)
-        with lock:
-            now[0] += 5.0   # the whole process stood still for five seconds
+        clock.jump(5.0)   # the whole process stood still for five seconds
         assert lapsed.wait(timeout=30)
         assert lapses == [{'/motor': 0.4}]
         count = len(sent)
@@ -112,17 +121,10 @@ def test_the_thread_reports_a_lapse_and_sends_nothing_after_it():
 
 def test_a_lapse_reports_the_gap_between_rounds_including_a_slow_send():
     """A send that stalls (the interpreter or DDS busy) counts: the gap is round to round."""
-    now = [0.0]
-    lock = threading.Lock()
-
-    def clock():
-        with lock:
-            now[0] += 0.001
-            return now[0]
+    clock = _SteppingClock()
 
     def slow_send(value):
-        with lock:
-            now[0] += 2.0   # the send itself took two seconds
+        clock.jump(2.0)   # the send itself took two seconds
 
     gaps = []
     lapsed = threading.Event()

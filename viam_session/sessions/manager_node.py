@@ -371,7 +371,7 @@ class SessionManager(Node):
             # A client that names its node made its writer before the call (StartSession.srv):
             # not in this graph yet, it is still being discovered, so it is waited for too.
             if (self.count_publishers(topic) or request.client_node) and not await self._heard(
-                    pending, self._discovery_timeout_s):
+                    pending, self._discovery_timeout_s) and not pending.incompatible:
                 self.get_logger().warning(
                     f'no heartbeat writer on {topic} heard alive within '
                     f'{self._discovery_timeout_s} s of the start for {quoted(client)}: its '
@@ -938,14 +938,19 @@ class SessionManager(Node):
         session expired one window after its start without a liveliness report ever reaching
         the manager. Bounded like discovery (a start is answered within discovery_timeout_s),
         not by the window: on Jazzy under load, a 0.5 s session of the client library expired
-        0.53 s after its start, its writer still unmatched.
+        0.53 s after its start, its writer still unmatched. A writer reported unable to match
+        (incompatible QoS) will never be heard: the wait ends there, False.
         """
-        if state.alive:
-            return True
+        if state.alive or state.incompatible:
+            return state.alive
         heard = Future()
-        poller = self.create_timer(
-            DISCOVERY_POLL_S, lambda: heard.done() or not state.alive or heard.set_result(True),
-            clock=self._steady_clock, callback_group=self._waiting)
+
+        def check() -> None:
+            if not heard.done() and (state.alive or state.incompatible):
+                heard.set_result(state.alive)
+
+        poller = self.create_timer(DISCOVERY_POLL_S, check, clock=self._steady_clock,
+                                   callback_group=self._waiting)
         try:
             return await self._bounded(heard, timeout_s)
         finally:

@@ -1,4 +1,4 @@
-"""The heartbeat watch with real rclpy: a topic it cannot subscribe to harms no other topic."""
+"""The heartbeat watch with real rclpy: a topic it cannot subscribe to; status reads."""
 
 import queue
 import time
@@ -6,9 +6,11 @@ from typing import Callable
 
 import rclpy
 from rclpy.context import Context
+from rclpy.event_handler import SubscriptionEventCallbacks
 from std_msgs.msg import String
 
-from viam_session.sessions.heartbeat_watch import HeartbeatWatch
+from viam_session.sessions.heartbeat_watch import _Shard, heartbeat_qos, HeartbeatWatch
+from viam_session_interfaces.msg import Heartbeat
 
 from conftest import next_domain  # noqa: I100 - the tests' own helper
 
@@ -46,6 +48,42 @@ def test_a_topic_of_another_type_fails_alone_and_the_watch_goes_on():
             callback(*args)
         assert [topic for topic, _ in failures] == ['/taken'], failures
         assert node.count_subscribers('/free') == 1, 'the watch stopped watching'
+        assert dead == [], f'the watch thread died: {dead}'
+    finally:
+        watch.close()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_a_writer_alive_is_heard_from_the_status_when_its_event_never_comes(monkeypatch):
+    """The subscriptions get no liveliness event at all: the status reads still hear the writer."""
+    def without_liveliness(self: _Shard, topic: str) -> SubscriptionEventCallbacks:
+        return SubscriptionEventCallbacks(use_default_callbacks=False)
+
+    monkeypatch.setattr(_Shard, '_events_for', without_liveliness)
+    context = Context()
+    rclpy.init(context=context, domain_id=next_domain())
+    node = rclpy.create_node('client', context=context)
+    writer = node.create_publisher(Heartbeat, '/heartbeat/client', heartbeat_qos(1.0))
+    posted: 'queue.Queue[tuple]' = queue.Queue()
+    changes, dead = [], []
+    watch = HeartbeatWatch(
+        context=context, node_name='watch', namespace='/',
+        post=lambda callback, *args: posted.put((callback, args)),
+        on_liveliness=changes.extend, on_crowded=lambda _: None,
+        on_incompatible=lambda *_: None, on_topic_failure=lambda *_: None,
+        on_failure=dead.append)
+    try:
+        watch.watch('/heartbeat/client', 1.0)
+        deadline = time.monotonic() + DEADLINE_S
+        while not changes and time.monotonic() < deadline:
+            writer.assert_liveliness()
+            try:
+                callback, args = posted.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            callback(*args)
+        assert changes == [('/heartbeat/client', True)], f'not heard in {DEADLINE_S} s'
         assert dead == [], f'the watch thread died: {dead}'
     finally:
         watch.close()

@@ -191,18 +191,21 @@ def test_operator_cli_lists_and_ends_a_session(robot):
             [sys.executable, '-m', 'viam_session.client.operator_cli', *args], env=robot.env,
             capture_output=True, text=True, timeout=60)
 
+    def said(run: subprocess.CompletedProcess) -> str:
+        return f'exit {run.returncode}, stdout {run.stdout!r}, stderr {run.stderr!r}'
+
     listed = cli('list')
-    assert listed.returncode == 0, listed.stderr
-    assert handle in listed.stdout and 'owns /motor' in listed.stdout
+    assert listed.returncode == 0, said(listed)
+    assert handle in listed.stdout and 'owns /motor' in listed.stdout, said(listed)
     assert session_id not in listed.stdout
     by_handle = cli('end', handle)
-    assert by_handle.returncode == 1 and 'unknown session id' in by_handle.stdout
+    assert by_handle.returncode == 1 and 'unknown session id' in by_handle.stdout, \
+        said(by_handle)
     ended = cli('end', session_id)
-    assert ended.returncode == 0, ended.stderr
-    assert "stopped ['/motor']" in ended.stdout
+    assert ended.returncode == 0 and "stopped ['/motor']" in ended.stdout, said(ended)
     assert robot.duty('motor') == 0.0
     again = cli('end', session_id)
-    assert again.returncode == 1 and 'is over' in again.stdout
+    assert again.returncode == 1 and 'is over' in again.stdout, said(again)
 
 
 def test_client_that_exits_without_ending_ends_its_session(robot):

@@ -23,6 +23,15 @@ executor's thread-safe `create_task`), so all session state stays on the owner's
 shard's thread fails anyway, `on_failure` is posted: a watch that no longer watches must not go
 unnoticed, since the sessions it held would never expire.
 
+Status reads for topics not heard yet. The liveliness event can be consumed without reaching
+the executor: when the writer became alive while the subscription was being set up, the
+middleware may have reported it already, and the event is never repeated while the writer stays
+alive (seen in suite runs: a writer in the graph and asserting every 50 ms, never heard in 10 s;
+its session expired one window after its start). So, until a topic is first heard alive, its
+shard also reads the subscription's liveliness status itself, every UNHEARD_POLL_S on its own
+thread, and reports alive when the status counts a live writer. Heard topics cost nothing: the
+reads stop once every topic of the shard has been heard.
+
 Batches. When a link drops, every session behind it loses liveliness within one assertion
 period. The changes are queued in arrival order, and one delivery at a time is posted to the
 owner's thread; it takes all those queued by then, so the owner can stop everything the lost
@@ -33,13 +42,17 @@ task before its timers and subscriptions: the owner was busy for seconds.)
 
 from collections import deque
 import threading
-from typing import Callable, Deque, Dict, List, Tuple
+from typing import Any, Callable, Deque, Dict, List, Tuple
 
 from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.event_handler import (
-    QoSLivelinessChangedInfo, QoSRequestedIncompatibleQoSInfo, SubscriptionEventCallbacks)
+    QoSLivelinessChangedInfo, QoSRequestedIncompatibleQoSInfo, QoSSubscriptionEventType,
+    SubscriptionEventCallbacks)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+# The event handle rclpy's own EventHandler wraps: a second one on the same subscription reads
+# its liveliness status when asked, which EventHandler only does once its wait set said so.
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy, LivelinessPolicy, qos_policy_name_from_kind, QoSProfile, ReliabilityPolicy)
@@ -52,6 +65,7 @@ __all__ = ['HEARTBEAT_TYPE', 'heartbeat_qos', 'HeartbeatWatch', 'SHARD_SIZE']
 
 HEARTBEAT_TYPE = 'viam_session_interfaces/msg/Heartbeat'
 SHARD_SIZE = 64
+UNHEARD_POLL_S = 0.05
 
 
 def heartbeat_qos(window_s: float) -> QoSProfile:
@@ -66,10 +80,14 @@ class _Shard:
     """One node, executor and thread holding up to SHARD_SIZE heartbeat subscriptions."""
 
     def __init__(self, *, context: Context, node_name: str, namespace: str,
-                 make_events: Callable[[str], SubscriptionEventCallbacks],
+                 on_liveliness: Callable[[str, QoSLivelinessChangedInfo], None],
+                 on_incompatible: Callable[[str, QoSRequestedIncompatibleQoSInfo], None],
+                 on_heard: Callable[[str, int], None],
                  on_topic_failure: Callable[[str, Exception], None],
                  on_failure: Callable[[BaseException], None]) -> None:
-        self._make_events = make_events
+        self._on_liveliness = on_liveliness
+        self._on_incompatible = on_incompatible
+        self._on_heard = on_heard
         self._on_topic_failure = on_topic_failure
         self._on_failure = on_failure
         # Not the process's command-line arguments: `-r __node:=session_manager`, as launch
@@ -77,6 +95,10 @@ class _Shard:
         self._node = Node(node_name, namespace=namespace, context=context,
                           start_parameter_services=False, use_global_arguments=False)
         self._subscriptions: Dict[str, Subscription] = {}
+        # Topics not heard alive yet, each with a liveliness event handle of its own to read.
+        self._unheard: Dict[str, Any] = {}
+        self._unheard_poll = self._node.create_timer(UNHEARD_POLL_S, self._poll_unheard)
+        self._unheard_poll.cancel()
         self._pending: Deque[Tuple[str, str, float]] = deque()
         self._pending_lock = threading.Lock()
         self._wake = self._node.create_guard_condition(self._apply_pending)
@@ -106,16 +128,53 @@ class _Shard:
                 action, topic, window_s = self._pending.popleft()
             if action == 'watch':
                 try:
-                    self._subscriptions[topic] = self._node.create_subscription(
+                    subscription = self._node.create_subscription(
                         Heartbeat, topic, lambda _: None, heartbeat_qos(window_s),
-                        event_callbacks=self._make_events(topic))
+                        event_callbacks=self._events_for(topic))
                 except Exception as error:  # noqa: B902 - one topic's failure, not the shard's
                     # e.g. RCLError when this process has the topic with another type.
                     self._on_topic_failure(topic, error)
+                    continue
+                self._subscriptions[topic] = subscription
+                with subscription.handle:
+                    self._unheard[topic] = _rclpy.EventHandle(
+                        subscription.handle,
+                        QoSSubscriptionEventType.RCL_SUBSCRIPTION_LIVELINESS_CHANGED)
+                if self._unheard_poll.is_canceled():
+                    self._unheard_poll.reset()
             else:
+                self._heard(topic)
                 subscription = self._subscriptions.pop(topic, None)
                 if subscription is not None:
                     self._node.destroy_subscription(subscription)
+
+    def _events_for(self, topic: str) -> SubscriptionEventCallbacks:
+        return SubscriptionEventCallbacks(
+            liveliness=lambda info: self._liveliness_changed(topic, info),
+            incompatible_qos=lambda info: self._on_incompatible(topic, info),
+            use_default_callbacks=False)
+
+    def _liveliness_changed(self, topic: str, info: QoSLivelinessChangedInfo) -> None:
+        if info.alive_count_change > 0:
+            self._heard(topic)
+        self._on_liveliness(topic, info)
+
+    def _heard(self, topic: str) -> None:
+        """Stop reading `topic`'s status: it was heard alive, or is no longer watched."""
+        handle = self._unheard.pop(topic, None)
+        if handle is not None:
+            handle.destroy_when_not_in_use()
+        if not self._unheard:
+            self._unheard_poll.cancel()
+
+    def _poll_unheard(self) -> None:
+        """Report alive each unheard topic whose status counts a live writer (module docstring)."""
+        for topic, handle in list(self._unheard.items()):
+            with handle:
+                status = handle.take_event()
+            if status is not None and status.alive_count > 0:
+                self._heard(topic)
+                self._on_heard(topic, status.alive_count)
 
     def _spin(self) -> None:
         try:
@@ -176,7 +235,8 @@ class HeartbeatWatch:
             shard = _Shard(
                 context=self._context, namespace=self._namespace,
                 node_name=f'{self._node_name}_{len(self._shards)}',
-                make_events=self._events_for,
+                on_liveliness=self._liveliness_changed, on_incompatible=self._incompatible,
+                on_heard=self._heard_by_status,
                 on_topic_failure=lambda topic, error: self._post(
                     self._on_topic_failure, topic, error),
                 on_failure=lambda error: self._post(self._on_failure, error))
@@ -197,19 +257,16 @@ class HeartbeatWatch:
         for shard in self._shards:
             shard.close()
 
-    def _events_for(self, topic: str) -> SubscriptionEventCallbacks:
-        return SubscriptionEventCallbacks(
-            liveliness=lambda info: self._liveliness_changed(topic, info),
-            incompatible_qos=lambda info: self._incompatible(topic, info),
-            use_default_callbacks=False)
-
     def _liveliness_changed(self, topic: str, info: QoSLivelinessChangedInfo) -> None:
         if info.alive_count_change > 0:
-            self._queue_change(topic, True)
-            if info.alive_count > 1:
-                self._post(self._on_crowded, topic)
+            self._heard_by_status(topic, info.alive_count)
         elif info.alive_count_change < 0 and info.alive_count == 0:
             self._queue_change(topic, False)
+
+    def _heard_by_status(self, topic: str, alive_count: int) -> None:
+        self._queue_change(topic, True)
+        if alive_count > 1:
+            self._post(self._on_crowded, topic)
 
     def _queue_change(self, topic: str, alive: bool) -> None:
         """Queue a change and post a delivery unless one is posted already (a shard's thread)."""

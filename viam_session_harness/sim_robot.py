@@ -35,6 +35,7 @@ from viam_session.chips.sim_chip import LineChange, read_line_changes, read_line
 from viam_session.service_call import call_service
 from viam_session.sessions.command_auth import command_tag
 from viam_session.sessions.manager_node import EVENTS_QOS
+from viam_session_harness.waiting import poll_until
 from viam_session_interfaces.msg import Rejection, SessionCommand, SessionEvent
 from viam_session_interfaces.srv import (
     EndSession, ListSessions, StartSession, StopSessionResources)
@@ -213,6 +214,11 @@ class SimRobot:
                 if not self.bring_to(motor.name, transition, goal, deadline):
                     raise RuntimeError(f'{motor.name} refused transition {transition}; '
                                        f'see {self.log_path(motor.name)}')
+        # Events are recorded from the start: a test that ends the manager right after a session
+        # starts saw none of that session's events (the manager was gone before they matched).
+        poll_until(lambda: self._events_subscription.get_publisher_count() > 0,
+                   timeout_s=max(deadline - time.monotonic(), 1.0),
+                   what="the manager's ~/events matched by the observer")
 
     def close(self) -> None:
         """
@@ -343,9 +349,14 @@ class SimRobot:
 
     def wait_for_event(self, handle: str, state: int, *, timeout_s: float = 30.0) -> Stamped:
         """Wait for a session event of the session `handle` in `state`; return it, stamped."""
-        return self.events.wait_for(
-            lambda s: s.message.handle == handle and s.message.state == state,
-            timeout_s, f'session event {state} for {handle}')
+        try:
+            return self.events.wait_for(
+                lambda s: s.message.handle == handle and s.message.state == state,
+                timeout_s, f'session event {state} for {handle}')
+        except TimeoutError as error:
+            seen = [(s.message.state, s.message.reason) for s in self.events.snapshot()
+                    if s.message.handle == handle]
+            raise TimeoutError(f'{error}; its events seen (state, reason): {seen}') from None
 
     def wait_for_transition(self, motor: str, goal_state: int, *, after_ns: int = 0,
                             timeout_s: float = 30.0) -> Stamped:
@@ -381,7 +392,7 @@ class SimRobot:
         rclpy.init(context=self._context, domain_id=domain_id,
                    signal_handler_options=SignalHandlerOptions.NO)
         self._node = Node('sim_robot_observer', context=self._context, enable_rosout=False)
-        self._node.create_subscription(
+        self._events_subscription = self._node.create_subscription(
             SessionEvent, '/session_manager/events',
             lambda m: self.events.append(Stamped(time.monotonic_ns(), m)), EVENTS_QOS)
         self._node.create_subscription(

@@ -7,7 +7,8 @@ relays anything, so it needs each actuator's range (`viam_session.command_ranges
 - an actuator of the robot description: computed from the description's parameters, at start;
 - one named only by the `actuators` parameter: read from the driver itself, its read-only
   parameters `command_min` and `command_max` through its `get_parameters` service. It is asked
-  once at start and, while unknown, again at the next command. A command that comes before
+  once at start (the request sent again each ATTEMPT_S it goes unanswered) and, while unknown,
+  again at the next command. A command that comes before
   the answer waits for it (bounded by the manager's discovery timeout), in order, and is then
   checked; if no answer comes, or the driver declares no range, the command is refused with
   the reason. Nothing is relayed unchecked.
@@ -34,6 +35,10 @@ RANGE_PARAMETERS = ['command_min', 'command_max']
 MAX_WAITING_COMMANDS = 100
 # How often a request looks again for a parameter service not discovered yet.
 DISCOVERY_POLL_S = 0.02
+# How long one request may go unanswered before it is sent again (below the timeout). A server
+# that has not matched the asker's reply reader yet drops its reply ("failed to send response
+# (timeout)" in the driver's log): the request was answered once, and never would be again.
+ATTEMPT_S = 1.0
 
 
 class ActuatorRanges:
@@ -105,12 +110,15 @@ class ActuatorRanges:
                 return None, (f'its parameter service {client.srv_name} was not found within '
                               f'{self._timeout_s:g} s')
             await sleep(self._node, DISCOVERY_POLL_S, self._group)
-        future = client.call_async(GetParameters.Request(names=RANGE_PARAMETERS))
-        remaining = max(deadline - time.monotonic(), 0.0)
-        if not await bounded(self._node, future, remaining, self._group) or (
-                future.result() is None):
+        while True:
+            future = client.call_async(GetParameters.Request(names=RANGE_PARAMETERS))
+            remaining = max(deadline - time.monotonic(), 0.0)
+            if await bounded(self._node, future, min(ATTEMPT_S, remaining), self._group) and (
+                    future.result() is not None):
+                break
             client.remove_pending_request(future)
-            return None, f'{client.srv_name} did not answer within {self._timeout_s:g} s'
+            if time.monotonic() >= deadline:
+                return None, f'{client.srv_name} did not answer within {self._timeout_s:g} s'
         values = future.result().values
         if len(values) != 2 or any(v.type != ParameterType.PARAMETER_DOUBLE for v in values):
             return None, ('its driver declares no command range (read-only double parameters '

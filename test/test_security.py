@@ -79,6 +79,20 @@ class ThirdParty:
             elif isinstance(message, DiagnosticArray):
                 self.diagnostics.append(message)
 
+    def send(self, command: SessionCommand) -> None:
+        """
+        Publish `command` once every command reader in the graph has matched this writer.
+
+        One message sent before the manager's reader matched is lost, and the test would
+        wait for a refusal that cannot come.
+        """
+        topic = f'{MANAGER}/command'
+        # At least two readers: this node's own and the manager's.
+        poll_until(lambda: self.command_writer.get_subscription_count() >= max(
+            self.node.count_subscribers(topic), 2), timeout_s=30.0,
+            what=f'no match of the third party\'s {topic} writer with the manager')
+        self.command_writer.publish(command)
+
     def snapshot(self) -> List[object]:
         with self._lock:
             return list(self.seen)
@@ -173,7 +187,7 @@ def test_the_handle_neither_ends_nor_resumes_nor_commands(robot, party):
     # A command with the handle and a tag of its own making (it has no secret to key it).
     forged = SessionCommand(handle=info.handle, resource='/motor', value=-1.0, sequence=1,
                             tag=bytes(32))
-    party.command_writer.publish(forged)
+    party.send(forged)
     party.wait_for(lambda: any(isinstance(m, Rejection) and 'does not match' in m.reason
                                for m in party.snapshot()), 'the forged command refused')
     assert [(s.handle, list(s.owned_resources)) for s in party.listed()] == [
@@ -221,7 +235,7 @@ def test_a_recorded_command_replayed_later_is_refused(robot, party):
     last = max(m.sequence for m in party.commands)
     robot.send_command(handle, '/motor', 0.2, secret=secret, sequence=last + 1000)
     moved = robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.2))
-    party.command_writer.publish(recorded)
+    party.send(recorded)
     party.wait_for(lambda: any(isinstance(m, Rejection) and 'replayed' in m.reason
                                for m in party.snapshot()), 'the replay refused')
     rejection = next(m for m in party.snapshot() if isinstance(m, Rejection))

@@ -8,10 +8,10 @@ relays anything, so it needs each actuator's range (`viam_session.command_ranges
 - one named only by the `actuators` parameter: read from the driver itself, its read-only
   parameters `command_min` and `command_max` through its `get_parameters` service. It is asked
   once at start (the request sent again each ATTEMPT_S it goes unanswered) and, while unknown,
-  again at the next command. A command that comes before
-  the answer waits for it (bounded by the manager's discovery timeout), in order, and is then
-  checked; if no answer comes, or the driver declares no range, the command is refused with
-  the reason. Nothing is relayed unchecked.
+  again at the next command. A command that comes before the answer waits for it (bounded by
+  the manager's discovery timeout), in order, and is then checked; if no answer comes, or the
+  driver declares no range, the command is refused with the reason. Nothing is relayed
+  unchecked.
 
 The range is read once per manager: the parameters are read-only, and a driver respawned from
 the same description declares the same ones.

@@ -23,14 +23,14 @@ executor's thread-safe `create_task`), so all session state stays on the owner's
 shard's thread fails anyway, `on_failure` is posted: a watch that no longer watches must not go
 unnoticed, since the sessions it held would never expire.
 
-Status reads for topics not heard yet. The liveliness event can be consumed without reaching
-the executor: when the writer became alive while the subscription was being set up, the
-middleware may have reported it already, and the event is never repeated while the writer stays
-alive (seen in suite runs: a writer in the graph and asserting every 50 ms, never heard in 10 s;
-its session expired one window after its start). So, until a topic is first heard alive, its
-shard also reads the subscription's liveliness status itself, every UNHEARD_POLL_S on its own
-thread, and reports alive when the status counts a live writer. Heard topics cost nothing: the
-reads stop once every topic of the shard has been heard.
+Status reads for topics not heard yet. A writer's first "alive" can fail to reach the
+executor as an event, and it is not repeated while the writer stays alive (seen in suite runs:
+a writer in the graph and asserting every 50 ms, never heard in 10 s; its session expired one
+window after its start). The exact race inside the middleware is not pinned down; the status
+itself stays right. So, until a topic is first heard alive, its shard also reads the
+subscription's liveliness status, every UNHEARD_POLL_S on its own thread, and reports alive when
+the status counts a live writer. Heard topics cost nothing: the reads stop once every topic of
+the shard has been heard.
 
 Batches. When a link drops, every session behind it loses liveliness within one assertion
 period. The changes are queued in arrival order, and one delivery at a time is posted to the
@@ -236,7 +236,7 @@ class HeartbeatWatch:
                 context=self._context, namespace=self._namespace,
                 node_name=f'{self._node_name}_{len(self._shards)}',
                 on_liveliness=self._liveliness_changed, on_incompatible=self._incompatible,
-                on_heard=self._heard_by_status,
+                on_heard=self._heard_alive,
                 on_topic_failure=lambda topic, error: self._post(
                     self._on_topic_failure, topic, error),
                 on_failure=lambda error: self._post(self._on_failure, error))
@@ -259,11 +259,11 @@ class HeartbeatWatch:
 
     def _liveliness_changed(self, topic: str, info: QoSLivelinessChangedInfo) -> None:
         if info.alive_count_change > 0:
-            self._heard_by_status(topic, info.alive_count)
+            self._heard_alive(topic, info.alive_count)
         elif info.alive_count_change < 0 and info.alive_count == 0:
             self._queue_change(topic, False)
 
-    def _heard_by_status(self, topic: str, alive_count: int) -> None:
+    def _heard_alive(self, topic: str, alive_count: int) -> None:
         self._queue_change(topic, True)
         if alive_count > 1:
             self._post(self._on_crowded, topic)

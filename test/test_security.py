@@ -90,7 +90,7 @@ class ThirdParty:
         # At least two readers: this node's own and the manager's.
         poll_until(lambda: self.command_writer.get_subscription_count() >= max(
             self.node.count_subscribers(topic), 2), timeout_s=30.0,
-            what=f'no match of the third party\'s {topic} writer with the manager')
+            what=f"no match of the third party's {topic} writer with the manager")
         self.command_writer.publish(command)
 
     def snapshot(self) -> List[object]:

@@ -201,7 +201,7 @@ def test_a_mass_expiry_leaves_a_live_session_s_motor_running(robot):
     motor to its watchdog until the probe's session drives it again, one window later.
     """
     window_s = 1.0
-    client, probe, running = _driving_client(robot, 2.0, value=0.5)
+    client, probe, _ = _driving_client(robot, 2.0, value=0.5)
     writers = _Writers(int(robot.env['ROS_DOMAIN_ID']), window_s)
     try:
         ids = set()
@@ -221,8 +221,9 @@ def test_a_mass_expiry_leaves_a_live_session_s_motor_running(robot):
             '/session_manager/list_sessions', ListSessions.Request(), timeout_s=60).sessions}
         assert ids <= listed, f'{len(ids - listed)} sessions expired before the mass expiry'
         # Every keep-alive writes the PWM again (the chip records each write).
-        running = robot.wait_for_duty('motor', lambda duty: duty == pytest.approx(0.5),
-                                      after_ns=time.monotonic_ns(), timeout_s=30)
+        before_expiry = robot.wait_for_duty(
+            'motor', lambda duty: duty == pytest.approx(0.5), after_ns=time.monotonic_ns(),
+            timeout_s=30)
         writers.stop_asserting()
         deadline = time.monotonic() + 120
         while ids & listed:
@@ -239,8 +240,8 @@ def test_a_mass_expiry_leaves_a_live_session_s_motor_running(robot):
         writers.close()
     assert probe in listed
     changed = [change for change in robot.chip_changes('motor')
-               if change.t_ns > running.t_ns and change.value != pytest.approx(0.5)]
+               if change.t_ns > before_expiry.t_ns and change.value != pytest.approx(0.5)]
     assert changed == [], f'the motor of the live session changed: {changed}'
     assert not [s for s in robot.rejections.snapshot()
-                if s.t_ns > running.t_ns and 'lapsed' in s.message.reason]
+                if s.t_ns > before_expiry.t_ns and 'lapsed' in s.message.reason]
     client.kill()

@@ -81,16 +81,13 @@ class ThirdParty:
 
     def send(self, command: SessionCommand) -> None:
         """
-        Publish `command` once every command reader in the graph has matched this writer.
+        Publish `command` once the manager's command reader has matched this writer.
 
-        One message sent before the manager's reader matched is lost, and the test would
-        wait for a refusal that cannot come.
+        One message sent before that is lost, and the test would wait for a refusal that
+        cannot come. Two readers match: this node's own and the manager's.
         """
-        topic = f'{MANAGER}/command'
-        # At least two readers: this node's own and the manager's.
-        poll_until(lambda: self.command_writer.get_subscription_count() >= max(
-            self.node.count_subscribers(topic), 2), timeout_s=30.0,
-            what=f"no match of the third party's {topic} writer with the manager")
+        poll_until(lambda: self.command_writer.get_subscription_count() >= 2, timeout_s=30.0,
+                   what="no match of the third party's command writer with the manager")
         self.command_writer.publish(command)
 
     def snapshot(self) -> List[object]:

@@ -42,7 +42,7 @@ task before its timers and subscriptions: the owner was busy for seconds.)
 
 from collections import deque
 import threading
-from typing import Any, Callable, Deque, Dict, List, Tuple
+from typing import Callable, Deque, Dict, List, Tuple
 
 from rclpy.context import Context
 from rclpy.duration import Duration
@@ -96,7 +96,7 @@ class _Shard:
                           start_parameter_services=False, use_global_arguments=False)
         self._subscriptions: Dict[str, Subscription] = {}
         # Topics not heard alive yet, each with a liveliness event handle of its own to read.
-        self._unheard: Dict[str, Any] = {}
+        self._unheard: Dict[str, _rclpy.EventHandle] = {}
         self._unheard_poll = self._node.create_timer(UNHEARD_POLL_S, self._poll_unheard)
         self._unheard_poll.cancel()
         self._pending: Deque[Tuple[str, str, float]] = deque()
